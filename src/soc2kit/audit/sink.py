@@ -1,0 +1,160 @@
+"""Where audit events go. The foundation's sink: one SQL table, its own transactions.
+
+Events are queued and written by one background thread in batches, each batch
+in its own transaction, separate from any business transaction. The queue is
+bounded; when it is full, ``submit`` blocks (back-pressure) instead of dropping.
+A failed write is retried with backoff and never discarded; meanwhile the sink
+reports itself unhealthy, which fails the readiness probe.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from typing import Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from soc2kit.audit.events import AuditEvent
+from soc2kit.db.schema import audit_events
+from soc2kit.errors import AuditWriteError
+
+log = logging.getLogger("soc2kit.audit.sink")
+
+
+class AuditSink(Protocol):
+    """What a store of audit events must offer."""
+
+    def submit(self, event: AuditEvent, payload: str) -> None: ...
+
+    def flush(self, timeout: float = 10.0) -> None: ...
+
+    def health(self) -> str | None:
+        """None when healthy, else a short reason (no secrets)."""
+
+    def close(self, timeout: float = 10.0) -> None: ...
+
+
+class SqlAuditSink:
+    """Batched writer to ``soc2kit_audit_events``."""
+
+    def __init__(self, engine: Engine, *, max_queue: int = 10_000, batch_size: int = 500) -> None:
+        self._engine = engine
+        self._queue: queue.Queue[tuple[AuditEvent, str]] = queue.Queue(maxsize=max_queue)
+        self._batch_size = batch_size
+        self._lock = threading.Condition()
+        self._pending = 0
+        self._error: str | None = None
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    # public API -----------------------------------------------------------
+    def submit(self, event: AuditEvent, payload: str) -> None:
+        with self._lock:
+            if self._closed:
+                raise AuditWriteError("audit sink is closed")
+            self._pending += 1
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="soc2kit-audit-writer", daemon=True
+                )
+                self._thread.start()
+        self._queue.put((event, payload))  # blocks when full: back-pressure, not loss
+
+    def flush(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._pending:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    reason = self._error or "timed out"
+                    raise AuditWriteError(f"{self._pending} audit events not written: {reason}")
+                self._lock.wait(remaining)
+
+    def health(self) -> str | None:
+        with self._lock:
+            if self._error is not None:
+                return f"audit writes failing: {self._error}"
+            if self._queue.maxsize and self._queue.qsize() >= self._queue.maxsize:
+                return "audit queue full"
+            return None
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return self._pending
+
+    def close(self, timeout: float = 10.0) -> None:
+        try:
+            self.flush(timeout)
+        finally:
+            with self._lock:
+                self._closed = True
+                self._lock.notify_all()
+
+    # writer thread --------------------------------------------------------
+    def _run(self) -> None:
+        backoff = 0.05
+        while True:
+            batch = self._take_batch()
+            if batch is None:
+                return
+            while True:
+                try:
+                    self._write(batch)
+                except Exception as exc:  # any driver error: retry, never drop
+                    with self._lock:
+                        self._error = type(exc).__name__
+                    log.error(
+                        "audit batch of %d not written (%s); retrying",
+                        len(batch),
+                        type(exc).__name__,
+                    )
+                    time.sleep(backoff)
+                    backoff = min(backoff * 2, 2.0)
+                    continue
+                backoff = 0.05
+                with self._lock:
+                    self._error = None
+                    self._pending -= len(batch)
+                    self._lock.notify_all()
+                break
+
+    def _take_batch(self) -> list[tuple[AuditEvent, str]] | None:
+        while True:
+            try:
+                first = self._queue.get(timeout=0.5)
+                break
+            except queue.Empty:
+                with self._lock:
+                    if self._closed:
+                        return None
+        batch = [first]
+        while len(batch) < self._batch_size:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _write(self, batch: list[tuple[AuditEvent, str]]) -> None:
+        rows = [
+            {
+                "event_id": e.event_id,
+                "occurred_at": e.occurred_at,
+                "event_type": e.event_type,
+                "action": e.action,
+                "outcome": e.outcome,
+                "actor_id": e.actor_id,
+                "request_id": e.request_id,
+                "resource_type": e.resource_type,
+                "resource_id": e.resource_id,
+                "event": payload,
+            }
+            for e, payload in batch
+        ]
+        with self._engine.begin() as conn:
+            conn.execute(sa.insert(audit_events), rows)

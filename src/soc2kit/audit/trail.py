@@ -1,0 +1,149 @@
+"""``kit.audit``: the one call every part of soc2kit records events through."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import logging
+import secrets
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from soc2kit._ids import uuid7
+from soc2kit.audit.events import OUTCOMES, AuditEvent, canonical_json, sanitize_text, sanitize_value
+from soc2kit.audit.sink import AuditSink
+from soc2kit.context import current_request
+from soc2kit.settings import Settings
+
+if TYPE_CHECKING:
+    from soc2kit.authn.principal import Principal
+
+audit_log = logging.getLogger("soc2kit.audit")
+
+# Fields a caller may set directly through ``**extra`` instead of nesting them.
+_DIRECT_FIELDS = frozenset(
+    {"status_code", "http_method", "route", "request_id", "tenant_id", "actor_type", "client_ip"}
+)
+
+
+class AuditTrail:
+    """Builds sanitised events and hands them to the configured sink."""
+
+    def __init__(self, settings: Settings, sink: AuditSink) -> None:
+        self._settings = settings
+        self._sink = sink
+        self._max = settings.audit_max_field_chars
+        key = settings.audit_ip_hmac_key
+        # Without a configured pepper (development only; production refuses),
+        # pseudonyms are stable for this process alone.
+        self._ip_key = (
+            key.get_secret_value().encode() if key is not None else secrets.token_bytes(32)
+        )
+
+    @property
+    def sink(self) -> AuditSink:
+        return self._sink
+
+    def record(
+        self,
+        event_type: str,
+        *,
+        action: str,
+        outcome: str,
+        actor: Principal | str | None = None,
+        resource_type: str | None = None,
+        resource_id: str | int | None = None,
+        reason: str | None = None,
+        changes: dict[str, Any] | None = None,
+        **extra: Any,
+    ) -> AuditEvent:
+        """Record one event. Raises ``ValueError`` for an unknown ``outcome``."""
+        if outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {sorted(OUTCOMES)}")
+        ctx = current_request()
+        direct = {k: extra.pop(k) for k in list(extra) if k in _DIRECT_FIELDS}
+        if actor is None and ctx is not None:
+            actor = ctx.principal
+        actor_type, actor_id, tenant_id, roles = self._actor(actor)
+        text = self._text
+        event = AuditEvent(
+            event_id=str(uuid7()),
+            occurred_at=datetime.now(UTC),
+            event_type=text(event_type, 100) or "unknown",
+            action=text(action, 100) or "unknown",
+            outcome=outcome,
+            service=self._settings.service_name,
+            environment=self._settings.environment,
+            actor_type=text(direct.get("actor_type"), 32) or actor_type,
+            actor_id=actor_id,
+            tenant_id=text(direct.get("tenant_id"), 256) or tenant_id,
+            roles=roles,
+            request_id=text(direct.get("request_id"), 128) or (ctx.request_id if ctx else None),
+            http_method=text(direct.get("http_method"), 16) or (ctx.method if ctx else None),
+            route=text(direct.get("route"), 512) or (ctx.route if ctx else None),
+            status_code=_int_or_none(direct.get("status_code")),
+            client_ip=self.client_ip(direct.get("client_ip") or (ctx.client_ip if ctx else None)),
+            resource_type=text(resource_type, 100),
+            resource_id=text(None if resource_id is None else str(resource_id), 256),
+            reason=text(reason, self._max),
+            changes=sanitize_value(changes, self._max) if changes is not None else None,
+            extra=sanitize_value(extra, self._max) if extra else {},
+        )
+        payload = canonical_json(event.to_dict())
+        if self._settings.audit_log_events and audit_log.isEnabledFor(logging.INFO):
+            audit_log.info(payload)
+        self._sink.submit(event, payload)
+        return event
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Block until every recorded event is stored (raises AuditWriteError)."""
+        self._sink.flush(timeout)
+
+    def health(self) -> str | None:
+        return self._sink.health()
+
+    def close(self, timeout: float = 10.0) -> None:
+        self._sink.close(timeout)
+
+    # helpers ----------------------------------------------------------------
+    def _text(self, value: Any, limit: int) -> str | None:
+        if value is None:
+            return None
+        return sanitize_text(str(value), limit)
+
+    def _actor(
+        self, actor: Principal | str | None
+    ) -> tuple[str, str | None, str | None, tuple[str, ...]]:
+        if actor is None:
+            return "anonymous", None, None, ()
+        if isinstance(actor, str):
+            return ("system" if actor == "system" else "user"), sanitize_text(actor, 256), None, ()
+        actor_type = "service" if actor.auth_method == "api_key" else "user"
+        roles = tuple(sorted(sanitize_text(r, 100) for r in actor.roles))
+        tenant = sanitize_text(actor.tenant, 256) if actor.tenant else None
+        return actor_type, sanitize_text(actor.subject, 256), tenant, roles
+
+    def client_ip(self, raw: str | None) -> str | None:
+        """Apply the configured client-IP policy (full, truncated or HMAC)."""
+        if raw is None:
+            return None
+        policy = self._settings.audit_client_ip
+        try:
+            addr = ipaddress.ip_address(raw)
+        except ValueError:
+            return sanitize_text(raw, 64) if policy == "full" else None
+        if policy == "full":
+            return str(addr)
+        if policy == "truncated":
+            prefix = 24 if addr.version == 4 else 48
+            return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False))
+        digest = hmac.new(self._ip_key, addr.packed, hashlib.sha256).hexdigest()
+        return f"hmac:{digest[:32]}"
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return None if value is None else int(value)
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,47 @@
+"""Per-request context shared by the middleware, the auth dependencies and audit.
+
+The middleware stores one mutable :class:`RequestContext` in a ContextVar;
+dependencies that run in a worker thread get a copy of the context, so they
+mutate the object (for example to attach the principal) rather than re-set the
+variable, and the middleware sees the change when the response is audited.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from soc2kit.authn.principal import Principal
+
+
+@dataclass(slots=True)
+class RequestContext:
+    request_id: str
+    method: str
+    client_ip: str | None
+    route: str | None = None
+    principal: Principal | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_current: ContextVar[RequestContext | None] = ContextVar("soc2kit_request", default=None)
+
+
+def current_request() -> RequestContext | None:
+    """The context of the request being served, or None outside a request."""
+    return _current.get()
+
+
+def current_request_id() -> str | None:
+    ctx = _current.get()
+    return ctx.request_id if ctx is not None else None
+
+
+def _enter(ctx: RequestContext) -> Any:
+    return _current.set(ctx)
+
+
+def _exit(token: Any) -> None:
+    _current.reset(token)

@@ -1,0 +1,211 @@
+"""Outermost soc2kit middleware: request id, client address, security headers,
+safe errors and one audit event per request.
+
+It sits outside every other soc2kit layer so that a request refused by any of
+them (bad host, rate limit, body too large) still gets a request id, the
+security headers and an audit record.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+import time
+import traceback
+from typing import TYPE_CHECKING, Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from soc2kit._ids import uuid7
+from soc2kit.context import RequestContext, _enter, _exit
+from soc2kit.http.headers import HeaderList
+from soc2kit.http.responses import send_error
+from soc2kit.http.routes import route_template
+
+if TYPE_CHECKING:
+    from soc2kit.kit import Kit
+
+log = logging.getLogger("soc2kit.http")
+
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}")
+_CREDENTIAL_HEADERS = frozenset({b"authorization", b"x-api-key", b"cookie"})
+_ACTIONS = {
+    "GET": "read",
+    "HEAD": "read",
+    "OPTIONS": "read",
+    "POST": "create",
+    "PUT": "update",
+    "PATCH": "update",
+    "DELETE": "delete",
+}
+
+
+def outcome_for(status: int) -> str:
+    if status < 400:
+        return "success"
+    if status in (401, 403, 429):
+        return "denied"
+    return "failure" if status < 500 else "error"
+
+
+class ProxyResolver:
+    """Client address and scheme, honouring forwarding headers only from trusted proxies.
+
+    Hand-written rather than uvicorn's ProxyHeadersMiddleware because soc2kit
+    must not depend on the server in use and needs the rightmost untrusted hop.
+    """
+
+    def __init__(self, trusted: list[str]) -> None:
+        self._networks = tuple(ipaddress.ip_network(t, strict=False) for t in trusted)
+
+    def _trusted(self, host: str) -> bool:
+        try:
+            addr = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(addr in net for net in self._networks)
+
+    def resolve(self, scope: Scope, headers: dict[bytes, bytes]) -> str | None:
+        client = scope.get("client")
+        peer: str | None = str(client[0]) if client else None
+        if not self._networks or peer is None or not self._trusted(peer):
+            return peer
+        proto = headers.get(b"x-forwarded-proto")
+        if proto:
+            last = proto.decode("latin-1").split(",")[-1].strip().lower()
+            if last in ("http", "https"):
+                scope["scheme"] = "https" if last == "https" else "http"
+        forwarded = headers.get(b"x-forwarded-for")
+        if forwarded:
+            hops = [h.strip() for h in forwarded.decode("latin-1").split(",") if h.strip()]
+            for hop in reversed(hops):
+                if not self._trusted(hop):
+                    try:
+                        ipaddress.ip_address(hop)
+                    except ValueError:
+                        break  # garbage in the chain: keep the proxy's own address
+                    scope["client"] = (hop, 0)
+                    return hop
+        return peer
+
+
+class RequestContextMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        kit: Kit,
+        api_headers: HeaderList,
+        docs_headers: HeaderList,
+        docs_paths: frozenset[str],
+        request_id_header: str,
+        proxies: ProxyResolver,
+    ) -> None:
+        self.app = app
+        self.kit = kit
+        self.api_headers = api_headers
+        self.docs_headers = docs_headers
+        self.docs_paths = docs_paths
+        self.rid_header = request_id_header.lower().encode("latin-1")
+        self.proxies = proxies
+        self._header_names = frozenset(name for name, _ in api_headers)
+        self._docs_header_names = frozenset(name for name, _ in docs_headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers: dict[bytes, bytes] = {}
+        counts: dict[bytes, int] = {}
+        for name, value in scope["headers"]:
+            if name in headers:
+                counts[name] = counts.get(name, 1) + 1
+                headers[name] = headers[name] + b"," + value
+            else:
+                headers[name] = value
+        inbound = headers.get(self.rid_header)
+        if inbound is not None and self.rid_header not in counts and _REQUEST_ID.fullmatch(inbound):
+            request_id = inbound.decode("ascii")
+            rejected_rid = False
+        else:
+            request_id = str(uuid7())
+            rejected_rid = inbound is not None
+        client_ip = self.proxies.resolve(scope, headers)
+        ctx = RequestContext(
+            request_id=request_id, method=scope.get("method", "GET"), client_ip=client_ip
+        )
+        if rejected_rid:
+            ctx.extra["inbound_request_id_rejected"] = True
+        scope.setdefault("state", {})["request_id"] = request_id
+        scope["soc2kit.kit"] = self.kit
+        entry_root = str(scope.get("root_path", ""))
+        has_credentials = not _CREDENTIAL_HEADERS.isdisjoint(headers)
+        is_docs = scope.get("path") in self.docs_paths
+        extra_headers = self.docs_headers if is_docs else self.api_headers
+        extra_names = self._docs_header_names if is_docs else self._header_names
+        rid_pair = (self.rid_header, request_id.encode("ascii"))
+        status = 0
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                out = [
+                    (k, v)
+                    for k, v in message.get("headers", ())
+                    if k != self.rid_header
+                    and not (k == b"cache-control" and (has_credentials or ctx.principal))
+                ]
+                present = {k.lower() for k, _ in out}
+                if present.isdisjoint(extra_names):
+                    out.extend(extra_headers)
+                else:  # the app set some of these itself: its choice wins
+                    out.extend(p for p in extra_headers if p[0] not in present)
+                out.append(rid_pair)
+                if has_credentials or ctx.principal is not None:
+                    out.append((b"cache-control", b"no-store"))
+                message = {**message, "headers": out}
+            elif message["type"] == "websocket.close" and not status:
+                status = 1000
+            await send(message)
+
+        token = _enter(ctx)
+        try:
+            try:
+                await self.app(scope, receive, send_wrapper)
+            except Exception as exc:
+                ctx.extra["exception"] = type(exc).__name__
+                # Frames only: exception text may hold SQL parameters or personal data.
+                log.error(
+                    "unhandled %s (request_id=%s)\n%s",
+                    type(exc).__name__,
+                    request_id,
+                    "".join(traceback.format_tb(exc.__traceback__)),
+                )
+                if status == 0 and scope["type"] == "http":
+                    await send_error(send_wrapper, 500)
+                    status = 500
+                elif status == 0:
+                    status = 1011
+        finally:
+            ctx.route = route_template(scope, entry_root)
+            self._audit(ctx, status, started)
+            _exit(token)
+
+    def _audit(self, ctx: RequestContext, status: int, started: float) -> None:
+        extra: dict[str, Any] = {"duration_ms": round((time.perf_counter() - started) * 1000, 3)}
+        extra.update(ctx.extra)
+        try:
+            self.kit.audit.record(
+                "http.request",
+                action=_ACTIONS.get(ctx.method, ctx.method.lower()),
+                outcome=outcome_for(status) if status >= 100 else "success",
+                status_code=status,
+                **extra,
+            )
+        except Exception as exc:
+            # The response is already sent; the sink reports itself unhealthy,
+            # which fails readiness. Never let this mask the request's outcome.
+            log.error("audit record for request %s failed: %s", ctx.request_id, type(exc).__name__)

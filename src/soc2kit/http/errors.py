@@ -1,0 +1,86 @@
+"""Exception handlers that keep every error answer short, JSON and free of internals.
+
+Validation errors list where and what failed, but never the submitted value:
+pydantic's ``input`` and ``ctx`` may echo a password field or a header.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from soc2kit.audit.events import sanitize_text
+from soc2kit.context import current_request
+from soc2kit.http.responses import error_code
+
+
+class ApiError(HTTPException):
+    """An HTTP error whose ``detail`` is a stable, client-safe code."""
+
+    def __init__(self, status_code: int, code: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(status_code=status_code, detail=code, headers=headers)
+        self.code = code
+
+
+def _request_id(request: Request) -> str | None:
+    ctx = current_request()
+    if ctx is not None:
+        return ctx.request_id
+    state = request.scope.get("state") or {}
+    value = state.get("request_id") if isinstance(state, dict) else None
+    return value if isinstance(value, str) else None
+
+
+async def http_exception_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    body: dict[str, Any] = {"request_id": _request_id(request)}
+    if isinstance(exc, ApiError):
+        body["error"] = exc.code
+    else:
+        body["error"] = error_code(exc.status_code)
+        if isinstance(exc.detail, str) and exc.detail and exc.detail != _phrase(exc.status_code):
+            # An application chose this text for its client; pass it on, bounded.
+            body["detail"] = sanitize_text(exc.detail, 500)
+    if exc.status_code in (204, 304):
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+async def validation_exception_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = []
+    for err in exc.errors()[:50]:
+        loc = [str(part)[:100] for part in err.get("loc", ())]
+        errors.append(
+            {
+                "loc": loc,
+                "type": str(err.get("type", ""))[:100],
+                "msg": sanitize_text(str(err.get("msg", "")), 300),
+            }
+        )
+    ctx = current_request()
+    if ctx is not None:
+        ctx.extra["validation_errors"] = [{"loc": e["loc"], "type": e["type"]} for e in errors]
+    return JSONResponse(
+        {"error": "validation_error", "request_id": _request_id(request), "errors": errors},
+        status_code=422,
+    )
+
+
+def _phrase(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+def install_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(HTTPException, http_exception_handler)
+    app.add_exception_handler(RequestValidationError, validation_exception_handler)

@@ -1,0 +1,206 @@
+"""``install()`` and the ``Kit`` handle the rest of soc2kit hangs its parts on."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.middleware.cors import CORSMiddleware
+
+from soc2kit import db
+from soc2kit.audit.sink import SqlAuditSink
+from soc2kit.audit.trail import AuditTrail
+from soc2kit.authn.tokens import TokenVerifier
+from soc2kit.authz.policy import Policy
+from soc2kit.errors import ConfigurationError, InsecureConfigurationError
+from soc2kit.http import headers as security_headers
+from soc2kit.http.context import ProxyResolver, RequestContextMiddleware
+from soc2kit.http.errors import install_handlers
+from soc2kit.http.guards import (
+    BodyLimitMiddleware,
+    DocsGateMiddleware,
+    HTTPSMiddleware,
+    RateLimitMiddleware,
+    TrustedHostMiddleware,
+)
+from soc2kit.http.health import ReadinessCheck, build_router
+from soc2kit.settings import Settings, production_problems
+
+log = logging.getLogger("soc2kit")
+
+
+class Kit:
+    """What :func:`install` set up for one app: settings, database, audit, identity, policy."""
+
+    def __init__(self, app: FastAPI, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+        self.engine: Engine = db.create_engine(settings.database_url)
+        self.sessions: sessionmaker[Session] = db.session_factory(self.engine)
+        self.audit = AuditTrail(
+            settings, SqlAuditSink(self.engine, max_queue=settings.audit_queue_size)
+        )
+        self.tokens = TokenVerifier(settings)
+        self.policy = Policy(self.audit)
+        self._checks: dict[str, ReadinessCheck] = {
+            "database": self._check_database,
+            "audit": self.audit.health,
+        }
+
+    # readiness -----------------------------------------------------------------
+    def add_readiness_check(self, name: str, check: ReadinessCheck) -> None:
+        """Register a check for ``/readyz``; it returns None when ready, else a reason."""
+        if name in self._checks:
+            raise ConfigurationError(f"readiness check {name!r} already registered")
+        self._checks[name] = check
+
+    def readiness(self) -> dict[str, str | None]:
+        results: dict[str, str | None] = {}
+        for name, check in self._checks.items():
+            try:
+                results[name] = check()
+            except Exception as exc:  # a broken check means not ready, never a crash
+                results[name] = f"check raised {type(exc).__name__}"
+        return results
+
+    def _check_database(self) -> str | None:
+        return None if db.ping(self.engine) else "database unreachable"
+
+    def health_router(self) -> APIRouter:
+        """``/healthz`` and ``/readyz``, both declared public. Include it in the app."""
+        return build_router(self)
+
+    # identity helpers ----------------------------------------------------------
+    def dev_token(
+        self,
+        subject: str,
+        roles: list[str] | tuple[str, ...] = (),
+        ttl_seconds: int = 3600,
+        tenant: str | None = None,
+    ) -> str:
+        """A token signed by the development key (development and test only)."""
+        return self.tokens.mint_dev_token(subject, roles, ttl_seconds=ttl_seconds, tenant=tenant)
+
+    # lifecycle -------------------------------------------------------------------
+    def startup(self) -> None:
+        if self.settings.is_production:
+            revision = db.current_revision(self.engine)
+            if revision is None:
+                raise ConfigurationError(
+                    "soc2kit tables are missing: run `soc2kit db upgrade` before starting"
+                )
+        self.audit.record(
+            "service.start",
+            action="start",
+            outcome="success",
+            actor="system",
+            settings_summary=_settings_summary(self.settings),
+        )
+
+    def shutdown(self) -> None:
+        try:
+            self.audit.record("service.stop", action="stop", outcome="success", actor="system")
+            self.audit.close()
+        finally:
+            self.engine.dispose()
+
+
+def _settings_summary(settings: Settings) -> dict[str, Any]:
+    """Non-secret configuration facts recorded at start-up (evidence of what ran)."""
+    return {
+        "environment": settings.environment,
+        "database": db.normalize_url(settings.database_url).get_backend_name(),
+        "oidc_issuer": settings.oidc_issuer,
+        "allowed_hosts": settings.allowed_hosts,
+        "cors_origins": settings.cors_origins,
+        "https_required": settings.https_required,
+        "rate_limit": settings.rate_limit if settings.rate_limit_enabled else None,
+        "max_body_bytes": settings.max_body_bytes,
+        "docs": settings.docs_active,
+    }
+
+
+def _docs_paths(app: FastAPI) -> frozenset[str]:
+    paths = {app.docs_url, app.redoc_url, app.openapi_url, app.swagger_ui_oauth2_redirect_url}
+    return frozenset(p for p in paths if p)
+
+
+def install(app: FastAPI, settings: Settings | None = None) -> Kit:
+    """Install soc2kit's middleware, error handlers and lifecycle on ``app``.
+
+    Call it once, before the app serves its first request; routes may be
+    declared before or after. In production, an unsafe configuration raises
+    :class:`InsecureConfigurationError` listing every problem.
+    """
+    settings = settings or Settings()
+    if getattr(app.state, "soc2kit", None) is not None:
+        raise ConfigurationError("soc2kit.install() was already called on this app")
+    if app.middleware_stack is not None:
+        raise ConfigurationError("install() must run before the app serves requests")
+    if settings.is_production:
+        problems = production_problems(settings, app)
+        if problems:
+            raise InsecureConfigurationError(problems)
+    elif db.is_sqlite(settings.database_url) or settings.environment == "test":
+        db.upgrade(settings.database_url)
+
+    kit = Kit(app, settings)
+    install_handlers(app)
+
+    docs_paths = _docs_paths(app)
+    # add_middleware() inserts at the front: add innermost first.
+    if docs_paths and not settings.docs_active:
+        app.add_middleware(DocsGateMiddleware, paths=docs_paths)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.rate_limit_enabled:
+        app.add_middleware(
+            RateLimitMiddleware,
+            rate=settings.rate_limit,
+            storage_url=settings.rate_limit_storage_url,
+            strategy=settings.rate_limit_strategy,
+        )
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=settings.cors_allow_methods,
+            allow_headers=settings.cors_allow_headers,
+            allow_credentials=settings.cors_allow_credentials,
+            expose_headers=[settings.request_id_header],
+            max_age=settings.cors_max_age,
+        )
+    if settings.https_required:
+        app.add_middleware(HTTPSMiddleware)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)
+    app.add_middleware(
+        RequestContextMiddleware,
+        kit=kit,
+        api_headers=security_headers.build(settings),
+        docs_headers=security_headers.build(settings, docs=settings.docs_active),
+        docs_paths=docs_paths if settings.docs_active else frozenset(),
+        request_id_header=settings.request_id_header,
+        proxies=ProxyResolver(settings.trusted_proxies),
+    )
+    _wrap_lifespan(app, kit)
+    app.state.soc2kit = kit
+    return kit
+
+
+def _wrap_lifespan(app: FastAPI, kit: Kit) -> None:
+    inner: Callable[[Any], Any] = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app_: Any) -> AsyncIterator[Any]:
+        kit.startup()
+        try:
+            async with inner(app_) as state:
+                yield state
+        finally:
+            kit.shutdown()
+
+    app.router.lifespan_context = lifespan

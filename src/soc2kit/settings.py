@@ -1,0 +1,240 @@
+"""Configuration: one pydantic-settings model, every field with a safe default.
+
+Values come from keyword arguments, then ``SOC2KIT_*`` environment variables,
+then a ``.env`` file. Whether a configuration is safe for production is a
+separate question answered by :func:`production_problems`, so development
+stays frictionless while production refuses to start on anything unsafe.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import limits
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+Environment = Literal["development", "test", "production"]
+ClientIpPolicy = Literal["full", "truncated", "hmac"]
+
+DEFAULT_ALLOWED_HOSTS = ("localhost", "127.0.0.1", "[::1]", "testserver")
+DEV_KEY_ID_PREFIX = "soc2kit-dev-"
+"""Key ids of generated development signing keys start with this; production refuses them."""
+
+DEFAULT_ALGORITHMS = ("RS256", "ES256", "EdDSA")
+
+
+def _split_csv(value: Any) -> Any:
+    # Environment variables carry lists as "a,b,c" (or JSON, handled by pydantic).
+    if isinstance(value, str):
+        stripped = value.strip()
+        if stripped.startswith("["):
+            import json
+
+            return json.loads(stripped)
+        return [item.strip() for item in stripped.split(",") if item.strip()]
+    return value
+
+
+CsvList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    """soc2kit settings (environment prefix ``SOC2KIT_``). See docs/configuration.md."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SOC2KIT_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="forbid",
+        frozen=True,
+    )
+
+    environment: Environment = "development"
+    service_name: str = Field(default="soc2kit-service", min_length=1, max_length=100)
+    data_dir: Path = Path(".soc2kit")
+    database_url: str = "sqlite:///./.soc2kit/app.db"
+
+    # Identity (verification lives in soc2kit.authn).
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    jwks: dict[str, Any] | None = None
+    jwks_url: str | None = None
+    jwt_algorithms: CsvList = Field(default_factory=lambda: list(DEFAULT_ALGORITHMS))
+    jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    jwt_max_bytes: int = Field(default=8192, ge=512, le=65536)
+    roles_claim: str = "roles"
+    tenant_claim: str = "tenant"
+
+    # HTTP.
+    allowed_hosts: CsvList = Field(default_factory=lambda: list(DEFAULT_ALLOWED_HOSTS))
+    cors_origins: CsvList = Field(default_factory=list)
+    cors_allow_credentials: bool = False
+    cors_allow_methods: CsvList = Field(
+        default_factory=lambda: ["GET", "POST", "PUT", "PATCH", "DELETE"]
+    )
+    cors_allow_headers: CsvList = Field(
+        default_factory=lambda: ["Authorization", "Content-Type", "X-Request-ID"]
+    )
+    cors_max_age: int = Field(default=600, ge=0, le=86400)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=0)
+    rate_limit: str = "100/minute"
+    rate_limit_enabled: bool = True
+    rate_limit_storage_url: str = "memory://"
+    rate_limit_strategy: Literal["moving-window", "fixed-window", "sliding-window-counter"] = (
+        "moving-window"
+    )
+    docs_enabled: bool | None = None
+    trusted_proxies: CsvList = Field(default_factory=list)
+    https_only: bool | None = None
+    hsts_max_age: int = Field(default=63072000, ge=0)
+    security_headers: dict[str, str] = Field(default_factory=dict)
+    request_id_header: str = "X-Request-ID"
+
+    # Audit.
+    audit_client_ip: ClientIpPolicy = "truncated"
+    audit_ip_hmac_key: SecretStr | None = None
+    audit_max_field_chars: int = Field(default=2048, ge=64, le=65536)
+    audit_queue_size: int = Field(default=10_000, ge=1)
+    audit_log_events: bool = True
+
+    @field_validator(
+        "jwt_algorithms",
+        "allowed_hosts",
+        "cors_origins",
+        "cors_allow_methods",
+        "cors_allow_headers",
+        "trusted_proxies",
+        mode="before",
+    )
+    @classmethod
+    def _csv(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("jwt_algorithms")
+    @classmethod
+    def _no_none_alg(cls, value: list[str]) -> list[str]:
+        if any(alg.lower() == "none" for alg in value):
+            raise ValueError("the 'none' algorithm is never allowed")
+        if not value:
+            raise ValueError("at least one JWT algorithm is required")
+        return value
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _parse_rate(cls, value: str) -> str:
+        try:
+            limits.parse_many(value)
+        except ValueError as exc:
+            raise ValueError(f"not a rate limit such as '100/minute': {value!r}") from exc
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _parse_proxies(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"not an IP address or network: {item!r}") from exc
+        return value
+
+    @field_validator("request_id_header")
+    @classmethod
+    def _header_name(cls, value: str) -> str:
+        if not value or not all(c.isalnum() or c == "-" for c in value):
+            raise ValueError("header names are letters, digits and '-'")
+        return value
+
+    @model_validator(mode="after")
+    def _ip_policy_key(self) -> Settings:
+        if self.audit_client_ip == "hmac" and self.environment == "production":
+            key = self.audit_ip_hmac_key
+            if key is None or len(key.get_secret_value()) < 32:
+                # A short or missing pepper makes IP pseudonyms brute-forceable.
+                raise ValueError("audit_client_ip='hmac' needs audit_ip_hmac_key of 32+ chars")
+        return self
+
+    # Derived values -------------------------------------------------------
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+    @property
+    def docs_active(self) -> bool:
+        """Interactive API docs are on outside production unless turned off explicitly."""
+        if self.docs_enabled is None:
+            return not self.is_production
+        return self.docs_enabled
+
+    @property
+    def https_required(self) -> bool:
+        return self.is_production if self.https_only is None else self.https_only
+
+    def fastapi_docs_kwargs(self) -> dict[str, str | None]:
+        """Arguments for ``FastAPI(...)`` that publish docs only when they are on."""
+        if self.docs_active:
+            return {"docs_url": "/docs", "redoc_url": "/redoc", "openapi_url": "/openapi.json"}
+        return {"docs_url": None, "redoc_url": None, "openapi_url": None}
+
+
+def production_problems(settings: Settings, app: Any = None) -> list[str]:
+    """Every reason ``settings`` (and ``app``, when given) is unsafe for production.
+
+    Empty means no problem was found. The checks are deliberately about the
+    configuration, not the code: the route coverage proof lives in soc2kit.authz.
+    """
+    problems: list[str] = []
+    if not settings.oidc_issuer:
+        problems.append("oidc_issuer is not set: tokens cannot be tied to an identity provider")
+    if not settings.oidc_audience:
+        problems.append("oidc_audience is not set: tokens minted for other services would pass")
+    if settings.jwks is None and not settings.jwks_url:
+        problems.append("no signing keys: set jwks_url (or jwks) for the identity provider")
+    if settings.jwks is not None:
+        kids = [str(k.get("kid", "")) for k in settings.jwks.get("keys", []) if isinstance(k, dict)]
+        if any(kid.startswith(DEV_KEY_ID_PREFIX) for kid in kids):
+            problems.append("development signing keys are in use (kid soc2kit-dev-*)")
+        if any(
+            isinstance(k, dict) and k.get("kty") == "oct" for k in settings.jwks.get("keys", [])
+        ):
+            problems.append("a symmetric (oct) key is in jwks: HS256 is not allowed in production")
+    if settings.jwks_url and not settings.jwks_url.startswith("https://"):
+        problems.append("jwks_url must use https")
+    if settings.oidc_issuer and not settings.oidc_issuer.startswith("https://"):
+        problems.append("oidc_issuer must use https")
+    if any(alg.upper().startswith("HS") for alg in settings.jwt_algorithms):
+        problems.append("HMAC JWT algorithms (HS*) are not allowed in production")
+    if "*" in settings.cors_origins and settings.cors_allow_credentials:
+        problems.append("wildcard CORS origin '*' together with credentials")
+    elif "*" in settings.cors_origins:
+        problems.append("wildcard CORS origin '*': list the allowed origins explicitly")
+    insecure_origins = [o for o in settings.cors_origins if o.startswith("http://")]
+    if insecure_origins:
+        problems.append(f"CORS origins without https: {', '.join(insecure_origins)}")
+    if not settings.allowed_hosts or "*" in settings.allowed_hosts:
+        problems.append("allowed_hosts is empty or '*': set the public host names")
+    elif set(settings.allowed_hosts) <= set(DEFAULT_ALLOWED_HOSTS):
+        problems.append("allowed_hosts holds only the development defaults")
+    if settings.database_url.startswith("sqlite"):
+        problems.append("SQLite database in production: use PostgreSQL")
+    if not settings.https_required:
+        problems.append("https_only is turned off")
+    if not settings.rate_limit_enabled:
+        problems.append("rate limiting is turned off")
+    if settings.docs_enabled is True:
+        pass  # an explicit opt-in is the operator's decision
+    elif app is not None and any(
+        getattr(app, attr, None) for attr in ("docs_url", "redoc_url", "openapi_url")
+    ):
+        problems.append(
+            "API docs are served without explicit opt-in: build the app with "
+            "FastAPI(**settings.fastapi_docs_kwargs()) or set SOC2KIT_DOCS_ENABLED=true"
+        )
+    if settings.security_headers.get("Strict-Transport-Security", None) == "":
+        problems.append("Strict-Transport-Security is removed by security_headers")
+    if settings.security_headers.get("Content-Security-Policy", None) == "":
+        problems.append("Content-Security-Policy is removed by security_headers")
+    return problems
