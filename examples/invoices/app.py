@@ -1,0 +1,143 @@
+"""Example service: a small invoices API protected by soc2kit.
+
+Run it with ``make demo``. Roles: a ``clerk`` records and reads invoices, a
+``manager`` reads and approves them; nobody holds both, so whoever records an
+invoice cannot approve it (segregation of duties by role design).
+``customer_email`` is personal data: field-level encryption will cover it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+import sqlalchemy as sa
+from fastapi import FastAPI, HTTPException
+from pydantic import BaseModel, EmailStr, Field
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+import soc2kit
+from soc2kit import Principal, public, require
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Invoice(Base):
+    __tablename__ = "invoices"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_email: Mapped[str] = mapped_column(sa.String(320))  # PII
+    amount_cents: Mapped[int]
+    status: Mapped[str] = mapped_column(sa.String(20), default="draft")
+    created_by: Mapped[str] = mapped_column(sa.String(256))
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+
+
+class InvoiceIn(BaseModel):
+    customer_email: EmailStr
+    amount_cents: Annotated[int, Field(gt=0, le=100_000_000)]
+
+
+class InvoiceOut(BaseModel):
+    id: int
+    amount_cents: int
+    status: str
+    created_by: str
+
+
+settings = soc2kit.Settings()
+app = FastAPI(title="Invoices (soc2kit example)", **settings.fastapi_docs_kwargs())
+kit = soc2kit.install(app, settings)
+app.include_router(kit.health_router())
+Base.metadata.create_all(kit.engine)
+
+kit.policy.grant("clerk", "invoices", "read")
+kit.policy.grant("clerk", "invoices", "create")
+kit.policy.grant("manager", "invoices", "read")
+kit.policy.grant("manager", "invoices", "approve")
+
+
+def _out(invoice: Invoice) -> InvoiceOut:
+    return InvoiceOut(
+        id=invoice.id,
+        amount_cents=invoice.amount_cents,
+        status=invoice.status,
+        created_by=invoice.created_by,
+    )
+
+
+@app.get("/", dependencies=[public("service banner for humans")])
+def index() -> dict[str, str]:
+    return {"service": "invoices", "docs": "/docs" if settings.docs_active else "disabled"}
+
+
+@app.get("/invoices")
+def list_invoices(principal: Principal = require("invoices", "read")) -> list[InvoiceOut]:
+    with Session(kit.engine) as session:
+        rows = session.scalars(sa.select(Invoice).order_by(Invoice.id).limit(100))
+        return [_out(i) for i in rows]
+
+
+@app.get("/invoices/{invoice_id}")
+def read_invoice(invoice_id: int, principal: Principal = require("invoices", "read")) -> InvoiceOut:
+    with Session(kit.engine) as session:
+        invoice = session.get(Invoice, invoice_id)
+        if invoice is None:
+            raise HTTPException(404)
+        return _out(invoice)
+
+
+@app.post("/invoices", status_code=201)
+def create_invoice(
+    body: InvoiceIn, principal: Principal = require("invoices", "create")
+) -> InvoiceOut:
+    with Session(kit.engine) as session, session.begin():
+        invoice = Invoice(
+            customer_email=body.customer_email,
+            amount_cents=body.amount_cents,
+            created_by=principal.subject,
+            created_at=datetime.now(UTC),
+        )
+        session.add(invoice)
+        session.flush()
+        kit.audit.record(
+            "invoice.created",
+            action="create",
+            outcome="success",
+            resource_type="invoice",
+            resource_id=invoice.id,
+            changes={"amount_cents": body.amount_cents, "customer_email": "[changed]"},
+        )
+        return _out(invoice)
+
+
+@app.post("/invoices/{invoice_id}/approve")
+def approve_invoice(
+    invoice_id: int, principal: Principal = require("invoices", "approve")
+) -> InvoiceOut:
+    with Session(kit.engine) as session, session.begin():
+        invoice = session.get(Invoice, invoice_id)
+        if invoice is None:
+            raise HTTPException(404)
+        if invoice.created_by == principal.subject:
+            kit.audit.record(
+                "invoice.approved",
+                action="approve",
+                outcome="denied",
+                resource_type="invoice",
+                resource_id=invoice_id,
+                reason="creator may not approve",
+            )
+            raise HTTPException(403, "the creator of an invoice may not approve it")
+        invoice.status = "approved"
+        kit.audit.record(
+            "invoice.approved",
+            action="approve",
+            outcome="success",
+            resource_type="invoice",
+            resource_id=invoice_id,
+            changes={"status": {"old": "draft", "new": "approved"}},
+        )
+        return _out(invoice)

@@ -1,0 +1,3 @@
+from soc2kit.cli.main import main
+
+main()

@@ -1,0 +1,135 @@
+"""Settings parsing and the production guard."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from pydantic import ValidationError
+
+import soc2kit
+from soc2kit.settings import Settings, production_problems
+
+SAFE_PRODUCTION = {
+    "environment": "production",
+    "oidc_issuer": "https://id.example.com/",
+    "oidc_audience": "api://invoices",
+    "jwks": {
+        "keys": [
+            {
+                "kty": "EC",
+                "crv": "P-256",
+                "kid": "k1",
+                "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+                "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0",
+            }
+        ]
+    },
+    "allowed_hosts": ["api.example.com"],
+    "database_url": "postgresql://app@db.example.com/app",
+}
+
+
+def test_defaults_are_safe_outside_production() -> None:
+    s = Settings()
+    assert s.environment == "development"
+    assert s.max_body_bytes == 1024 * 1024
+    assert s.rate_limit == "100/minute"
+    assert s.docs_active is True
+    assert s.https_required is False
+    assert s.cors_origins == []
+
+
+def test_production_derives_docs_off_and_https_on() -> None:
+    s = Settings(**SAFE_PRODUCTION)
+    assert s.docs_active is False
+    assert s.https_required is True
+    assert production_problems(s) == []
+
+
+def test_env_vars_with_prefix_and_comma_lists(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOC2KIT_ALLOWED_HOSTS", "a.example.com, b.example.com")
+    monkeypatch.setenv("SOC2KIT_CORS_ORIGINS", '["https://app.example.com"]')
+    monkeypatch.setenv("SOC2KIT_MAX_BODY_BYTES", "2048")
+    s = Settings()
+    assert s.allowed_hosts == ["a.example.com", "b.example.com"]
+    assert s.cors_origins == ["https://app.example.com"]
+    assert s.max_body_bytes == 2048
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("environment", "staging"),
+        ("rate_limit", "lots"),
+        ("jwt_algorithms", ["none"]),
+        ("jwt_algorithms", ["RS256", "NONE"]),
+        ("trusted_proxies", ["not-an-ip"]),
+        ("max_body_bytes", -1),
+        ("request_id_header", "X Bad"),
+        ("unknown_setting", 1),
+    ],
+)
+def test_invalid_values_are_refused(field: str, value: object) -> None:
+    with pytest.raises(ValidationError):
+        Settings(**{field: value})
+
+
+def test_hmac_ip_policy_needs_a_long_key_in_production() -> None:
+    with pytest.raises(ValidationError):
+        Settings(**SAFE_PRODUCTION, audit_client_ip="hmac")
+    Settings(**SAFE_PRODUCTION, audit_client_ip="hmac", audit_ip_hmac_key="k" * 32)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        ({"oidc_issuer": None}, "oidc_issuer"),
+        ({"oidc_audience": None}, "oidc_audience"),
+        ({"jwks": None}, "no signing keys"),
+        ({"jwks": {"keys": [{"kty": "EC", "kid": "soc2kit-dev-abc"}]}}, "development signing keys"),
+        ({"jwks": {"keys": [{"kty": "oct", "kid": "h", "k": "c2VjcmV0"}]}}, "symmetric"),
+        ({"jwks": None, "jwks_url": "http://id.example.com/jwks"}, "jwks_url must use https"),
+        ({"oidc_issuer": "http://id.example.com/"}, "oidc_issuer must use https"),
+        ({"jwt_algorithms": ["HS256"]}, "HMAC"),
+        ({"cors_origins": ["*"], "cors_allow_credentials": True}, "credentials"),
+        ({"cors_origins": ["*"]}, "wildcard CORS"),
+        ({"cors_origins": ["http://app.example.com"]}, "without https"),
+        ({"allowed_hosts": []}, "allowed_hosts"),
+        ({"allowed_hosts": ["*"]}, "allowed_hosts"),
+        ({"allowed_hosts": ["localhost"]}, "development defaults"),
+        ({"database_url": "sqlite:///prod.db"}, "SQLite"),
+        ({"https_only": False}, "https_only"),
+        ({"rate_limit_enabled": False}, "rate limiting"),
+        ({"security_headers": {"Strict-Transport-Security": ""}}, "Strict-Transport-Security"),
+        ({"security_headers": {"Content-Security-Policy": ""}}, "Content-Security-Policy"),
+    ],
+)
+def test_each_production_problem_is_reported(overrides: dict[str, object], needle: str) -> None:
+    problems = production_problems(Settings(**{**SAFE_PRODUCTION, **overrides}))
+    assert any(needle in p for p in problems), problems
+
+
+def test_docs_served_without_opt_in_is_a_problem() -> None:
+    s = Settings(**SAFE_PRODUCTION)
+    assert any("docs" in p for p in production_problems(s, FastAPI()))
+    assert production_problems(s, FastAPI(**s.fastapi_docs_kwargs())) == []
+    opted_in = Settings(**SAFE_PRODUCTION, docs_enabled=True)
+    assert production_problems(opted_in, FastAPI()) == []
+
+
+def test_install_in_production_lists_every_problem_at_once(tmp_path: Path) -> None:
+    settings = Settings(environment="production", data_dir=tmp_path)
+    with pytest.raises(soc2kit.InsecureConfigurationError) as info:
+        soc2kit.install(FastAPI(), settings)
+    problems = info.value.problems
+    assert len(problems) >= 5
+    text = str(info.value)
+    for needle in ("oidc_issuer", "oidc_audience", "signing keys", "SQLite", "docs"):
+        assert needle in text
+
+
+def test_insecure_configuration_error_is_a_soc2kit_error() -> None:
+    assert issubclass(soc2kit.InsecureConfigurationError, soc2kit.ConfigurationError)
+    assert issubclass(soc2kit.ConfigurationError, soc2kit.Soc2kitError)
