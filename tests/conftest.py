@@ -9,6 +9,7 @@ missing server fails the run instead of skipping.
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,10 +26,24 @@ from soc2kit.db import normalize_url
 REQUIRE_PG = os.environ.get("SOC2KIT_REQUIRE_POSTGRES") == "1"
 
 
-def _start_pgserver(base: Path) -> str:
+def _pgdata_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One data directory per test run, shared by that run's xdist workers only.
+
+    Keyed by xdist's run id so that concurrent pytest runs on one machine never
+    share (and stop) each other's server.
+    """
+    run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if run_id:
+        return Path(tempfile.gettempdir()) / f"soc2kit-pg-{run_id[:16]}"
+    return tmp_path_factory.getbasetemp() / "pgdata"
+
+
+def _start_pgserver(pgdata: Path) -> str:
     import pgserver
 
-    server = pgserver.get_server(base / "pgdata", cleanup_mode="stop")
+    # "delete": the last process of this run to let go stops the server and
+    # removes the directory.
+    server = pgserver.get_server(pgdata, cleanup_mode="delete")
     return str(server.get_uri())
 
 
@@ -39,9 +54,7 @@ def postgres_admin_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     if url:
         return url
     try:
-        # Shared by xdist workers: the parent of each worker's base temp dir.
-        root = tmp_path_factory.getbasetemp().parent
-        return _start_pgserver(root)
+        return _start_pgserver(_pgdata_dir(tmp_path_factory))
     except Exception as exc:
         if REQUIRE_PG:
             pytest.fail(f"PostgreSQL required but unavailable: {exc!r}")
