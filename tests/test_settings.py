@@ -77,9 +77,26 @@ def test_invalid_values_are_refused(field: str, value: object) -> None:
 
 
 def test_hmac_ip_policy_needs_a_long_key_in_production() -> None:
+    for key in (None, "short"):
+        problems = production_problems(
+            Settings(**SAFE_PRODUCTION, audit_client_ip="hmac", audit_ip_hmac_key=key)
+        )
+        assert any("audit_ip_hmac_key" in p for p in problems)
+    ok = Settings(**SAFE_PRODUCTION, audit_client_ip="hmac", audit_ip_hmac_key="k" * 32)
+    assert production_problems(ok) == []
+
+
+def test_dotenv_lines_of_the_application_are_ignored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("APP_SECRET=abc\nSOC2KIT_SERVICE_NAME=from-dotenv\n")
+    assert Settings().service_name == "from-dotenv"
+
+
+def test_unknown_keyword_settings_stay_errors() -> None:
     with pytest.raises(ValidationError):
-        Settings(**SAFE_PRODUCTION, audit_client_ip="hmac")
-    Settings(**SAFE_PRODUCTION, audit_client_ip="hmac", audit_ip_hmac_key="k" * 32)
+        Settings(alowed_hosts=["typo.example.com"])  # type: ignore[call-arg]
 
 
 @pytest.mark.parametrize(
@@ -90,7 +107,15 @@ def test_hmac_ip_policy_needs_a_long_key_in_production() -> None:
         ({"jwks": None}, "no signing keys"),
         ({"jwks": {"keys": [{"kty": "EC", "kid": "soc2kit-dev-abc"}]}}, "development signing keys"),
         ({"jwks": {"keys": [{"kty": "oct", "kid": "h", "k": "c2VjcmV0"}]}}, "symmetric"),
-        ({"jwks": None, "jwks_url": "http://id.example.com/jwks"}, "jwks_url must use https"),
+        ({"jwks": None, "jwks_url": "https://id.example.com/jwks"}, "jwks_url is not supported"),
+        ({"jwks": {"keys": []}}, "no keys"),
+        ({"jwks": {"keys": [{"kty": "EC", "kid": "k", "d": "secret"}]}}, "private key"),
+        ({"trusted_proxies": ["0.0.0.0/0"]}, "trusted_proxies"),
+        ({"trusted_proxies": ["::/0"]}, "trusted_proxies"),
+        ({"hsts_max_age": 300}, "hsts_max_age"),
+        ({"security_headers": {"strict-transport-security": ""}}, "Strict-Transport-Security"),
+        ({"security_headers": {"content-security-policy": ""}}, "Content-Security-Policy"),
+        ({"security_headers": {"Content-Security-Policy": "default-src *"}}, "frame-ancestors"),
         ({"oidc_issuer": "http://id.example.com/"}, "oidc_issuer must use https"),
         ({"jwt_algorithms": ["HS256"]}, "HMAC"),
         ({"cors_origins": ["*"], "cors_allow_credentials": True}, "credentials"),
@@ -117,6 +142,13 @@ def test_docs_served_without_opt_in_is_a_problem() -> None:
     assert production_problems(s, FastAPI(**s.fastapi_docs_kwargs())) == []
     opted_in = Settings(**SAFE_PRODUCTION, docs_enabled=True)
     assert production_problems(opted_in, FastAPI()) == []
+    # Explicitly off: the docs gate answers 404, so nothing is served.
+    assert production_problems(Settings(**SAFE_PRODUCTION, docs_enabled=False), FastAPI()) == []
+
+
+def test_safe_proxy_ranges_pass() -> None:
+    s = Settings(**SAFE_PRODUCTION, trusted_proxies=["10.0.0.0/8", "192.168.1.7"])
+    assert production_problems(s) == []
 
 
 def test_install_in_production_lists_every_problem_at_once(tmp_path: Path) -> None:

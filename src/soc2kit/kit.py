@@ -64,8 +64,9 @@ class Kit:
         for name, check in self._checks.items():
             try:
                 results[name] = check()
-            except Exception as exc:  # a broken check means not ready, never a crash
-                results[name] = f"check raised {type(exc).__name__}"
+            except Exception:  # a broken check means not ready, never a crash
+                log.exception("readiness check %s raised", name)
+                results[name] = "check failed"
         return results
 
     def _check_database(self) -> str | None:
@@ -88,12 +89,12 @@ class Kit:
 
     # lifecycle -------------------------------------------------------------------
     def startup(self) -> None:
-        if self.settings.is_production:
-            revision = db.current_revision(self.engine)
-            if revision is None:
-                raise ConfigurationError(
-                    "soc2kit tables are missing: run `soc2kit db upgrade` before starting"
-                )
+        revision = db.current_revision(self.engine)
+        if revision != db.head_revision():
+            raise ConfigurationError(
+                f"soc2kit tables are at revision {revision or 'none'}, not "
+                f"{db.head_revision()}: run `soc2kit db upgrade` before starting"
+            )
         self.audit.record(
             "service.start",
             action="start",
@@ -146,7 +147,7 @@ def install(app: FastAPI, settings: Settings | None = None) -> Kit:
         problems = production_problems(settings, app)
         if problems:
             raise InsecureConfigurationError(problems)
-    elif db.is_sqlite(settings.database_url) or settings.environment == "test":
+    if settings.migrate_on_install:
         db.upgrade(settings.database_url)
 
     kit = Kit(app, settings)
@@ -169,7 +170,7 @@ def install(app: FastAPI, settings: Settings | None = None) -> Kit:
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=settings.cors_allow_methods,
-            allow_headers=settings.cors_allow_headers,
+            allow_headers=sorted({*settings.cors_allow_headers, settings.request_id_header}),
             allow_credentials=settings.cors_allow_credentials,
             expose_headers=[settings.request_id_header],
             max_age=settings.cors_max_age,

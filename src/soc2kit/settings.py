@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import limits
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Environment = Literal["development", "test", "production"]
@@ -48,6 +48,9 @@ class Settings(BaseSettings):
         env_prefix="SOC2KIT_",
         env_file=".env",
         env_file_encoding="utf-8",
+        # A .env shared with the application may hold other variables: read
+        # only SOC2KIT_* lines from it; unknown keyword arguments stay errors.
+        dotenv_filtering="match_prefix",
         extra="forbid",
         frozen=True,
     )
@@ -56,6 +59,7 @@ class Settings(BaseSettings):
     service_name: str = Field(default="soc2kit-service", min_length=1, max_length=100)
     data_dir: Path = Path(".soc2kit")
     database_url: str = "sqlite:///./.soc2kit/app.db"
+    auto_migrate: bool | None = None
 
     # Identity (verification lives in soc2kit.authn).
     oidc_issuer: str | None = None
@@ -148,15 +152,6 @@ class Settings(BaseSettings):
             raise ValueError("header names are letters, digits and '-'")
         return value
 
-    @model_validator(mode="after")
-    def _ip_policy_key(self) -> Settings:
-        if self.audit_client_ip == "hmac" and self.environment == "production":
-            key = self.audit_ip_hmac_key
-            if key is None or len(key.get_secret_value()) < 32:
-                # A short or missing pepper makes IP pseudonyms brute-forceable.
-                raise ValueError("audit_client_ip='hmac' needs audit_ip_hmac_key of 32+ chars")
-        return self
-
     # Derived values -------------------------------------------------------
     @property
     def is_production(self) -> bool:
@@ -170,6 +165,11 @@ class Settings(BaseSettings):
         return self.docs_enabled
 
     @property
+    def migrate_on_install(self) -> bool:
+        """Outside production, soc2kit's tables are created or upgraded by install()."""
+        return not self.is_production if self.auto_migrate is None else self.auto_migrate
+
+    @property
     def https_required(self) -> bool:
         return self.is_production if self.https_only is None else self.https_only
 
@@ -180,37 +180,53 @@ class Settings(BaseSettings):
         return {"docs_url": None, "redoc_url": None, "openapi_url": None}
 
 
+_PRIVATE_JWK_PARAMS = frozenset({"d", "p", "q", "dp", "dq", "qi", "k", "oth"})
+_MIN_HSTS = 31536000  # one year: the floor browsers' preload lists accept
+
+
+def _override(settings: Settings, header: str) -> str | None:
+    """The security_headers override for ``header`` (names are case-insensitive)."""
+    for name, value in settings.security_headers.items():
+        if name.lower() == header.lower():
+            return value
+    return None
+
+
 def production_problems(settings: Settings, app: Any = None) -> list[str]:
     """Every reason ``settings`` (and ``app``, when given) is unsafe for production.
 
-    Empty means no problem was found. The checks are deliberately about the
-    configuration, not the code: the route coverage proof lives in soc2kit.authz.
+    Empty means no problem was found. These are configuration checks only;
+    they say nothing about the application's own code.
     """
     problems: list[str] = []
     if not settings.oidc_issuer:
         problems.append("oidc_issuer is not set: tokens cannot be tied to an identity provider")
+    elif not settings.oidc_issuer.startswith("https://"):
+        problems.append("oidc_issuer must use https")
     if not settings.oidc_audience:
         problems.append("oidc_audience is not set: tokens minted for other services would pass")
-    if settings.jwks is None and not settings.jwks_url:
-        problems.append("no signing keys: set jwks_url (or jwks) for the identity provider")
-    if settings.jwks is not None:
-        kids = [str(k.get("kid", "")) for k in settings.jwks.get("keys", []) if isinstance(k, dict)]
-        if any(kid.startswith(DEV_KEY_ID_PREFIX) for kid in kids):
+    if settings.jwks is None:
+        if settings.jwks_url:
+            problems.append("jwks_url is not supported by this soc2kit version yet: provide jwks")
+        else:
+            problems.append("no signing keys: set jwks to the identity provider's public keys")
+    else:
+        keys = [k for k in settings.jwks.get("keys", []) if isinstance(k, dict)]
+        if not keys:
+            problems.append("jwks holds no keys")
+        if any(str(k.get("kid", "")).startswith(DEV_KEY_ID_PREFIX) for k in keys):
             problems.append("development signing keys are in use (kid soc2kit-dev-*)")
-        if any(
-            isinstance(k, dict) and k.get("kty") == "oct" for k in settings.jwks.get("keys", [])
-        ):
+        if any(k.get("kty") == "oct" for k in keys):
             problems.append("a symmetric (oct) key is in jwks: HS256 is not allowed in production")
-    if settings.jwks_url and not settings.jwks_url.startswith("https://"):
-        problems.append("jwks_url must use https")
-    if settings.oidc_issuer and not settings.oidc_issuer.startswith("https://"):
-        problems.append("oidc_issuer must use https")
+        if any(_PRIVATE_JWK_PARAMS & k.keys() for k in keys):
+            problems.append("jwks holds private key material: configure public keys only")
     if any(alg.upper().startswith("HS") for alg in settings.jwt_algorithms):
         problems.append("HMAC JWT algorithms (HS*) are not allowed in production")
-    if "*" in settings.cors_origins and settings.cors_allow_credentials:
-        problems.append("wildcard CORS origin '*' together with credentials")
-    elif "*" in settings.cors_origins:
-        problems.append("wildcard CORS origin '*': list the allowed origins explicitly")
+    if "*" in settings.cors_origins:
+        if settings.cors_allow_credentials:
+            problems.append("wildcard CORS origin '*' together with credentials")
+        else:
+            problems.append("wildcard CORS origin '*': list the allowed origins explicitly")
     insecure_origins = [o for o in settings.cors_origins if o.startswith("http://")]
     if insecure_origins:
         problems.append(f"CORS origins without https: {', '.join(insecure_origins)}")
@@ -218,23 +234,41 @@ def production_problems(settings: Settings, app: Any = None) -> list[str]:
         problems.append("allowed_hosts is empty or '*': set the public host names")
     elif set(settings.allowed_hosts) <= set(DEFAULT_ALLOWED_HOSTS):
         problems.append("allowed_hosts holds only the development defaults")
+    wide = [
+        p for p in settings.trusted_proxies if ipaddress.ip_network(p, strict=False).prefixlen < 8
+    ]
+    if wide:
+        problems.append(
+            f"trusted_proxies trusts whole internet ranges ({', '.join(wide)}): any client "
+            "could forge its address and scheme"
+        )
     if settings.database_url.startswith("sqlite"):
         problems.append("SQLite database in production: use PostgreSQL")
     if not settings.https_required:
         problems.append("https_only is turned off")
+    elif _override(settings, "Strict-Transport-Security") == "":
+        problems.append("Strict-Transport-Security is removed by security_headers")
+    elif settings.hsts_max_age < _MIN_HSTS:
+        problems.append(f"hsts_max_age below one year ({settings.hsts_max_age}s)")
+    csp = _override(settings, "Content-Security-Policy")
+    if csp == "":
+        problems.append("Content-Security-Policy is removed by security_headers")
+    elif csp is not None and "frame-ancestors" not in csp:
+        problems.append("the Content-Security-Policy override drops frame-ancestors")
     if not settings.rate_limit_enabled:
         problems.append("rate limiting is turned off")
-    if settings.docs_enabled is True:
-        pass  # an explicit opt-in is the operator's decision
-    elif app is not None and any(
-        getattr(app, attr, None) for attr in ("docs_url", "redoc_url", "openapi_url")
+    if settings.audit_client_ip == "hmac":
+        key = settings.audit_ip_hmac_key
+        if key is None or len(key.get_secret_value()) < 32:
+            # A short or missing pepper makes IP pseudonyms brute-forceable.
+            problems.append("audit_client_ip='hmac' needs audit_ip_hmac_key of 32+ characters")
+    if (
+        settings.docs_enabled is None
+        and app is not None
+        and any(getattr(app, attr, None) for attr in ("docs_url", "redoc_url", "openapi_url"))
     ):
         problems.append(
             "API docs are served without explicit opt-in: build the app with "
-            "FastAPI(**settings.fastapi_docs_kwargs()) or set SOC2KIT_DOCS_ENABLED=true"
+            "FastAPI(**settings.fastapi_docs_kwargs()) or set SOC2KIT_DOCS_ENABLED"
         )
-    if settings.security_headers.get("Strict-Transport-Security", None) == "":
-        problems.append("Strict-Transport-Security is removed by security_headers")
-    if settings.security_headers.get("Content-Security-Policy", None) == "":
-        problems.append("Content-Security-Policy is removed by security_headers")
     return problems

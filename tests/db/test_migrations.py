@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from soc2kit.db import create_engine, current_revision, metadata, ping, upgrade
+from soc2kit.db import create_engine, current_revision, head_revision, metadata, ping, upgrade
 from soc2kit.db.migrations_api import VERSION_TABLE
 
 
@@ -15,7 +18,7 @@ def test_migrated_schema_matches_metadata(database_url: str) -> None:
     try:
         assert current_revision(engine) is None
         upgrade(engine)
-        assert current_revision(engine) == "0001"
+        assert current_revision(engine) == head_revision() == "0001"
         with engine.connect() as conn:
             ctx = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
             diff = compare_metadata(ctx, metadata)
@@ -78,3 +81,19 @@ def test_statement_parameters_are_hidden_from_errors(sqlite_url: str) -> None:
             raise AssertionError("expected an IntegrityError")
     finally:
         engine.dispose()
+
+
+def test_start_up_refuses_tables_behind_the_code(tmp_path: Path) -> None:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    import soc2kit
+
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    settings = soc2kit.Settings(
+        environment="test", database_url=url, data_dir=tmp_path, auto_migrate=False
+    )
+    app = FastAPI()
+    soc2kit.install(app, settings)
+    with pytest.raises(soc2kit.ConfigurationError, match="soc2kit db upgrade"), TestClient(app):
+        pass

@@ -47,6 +47,8 @@ def sanitize_text(value: str, max_chars: int) -> str:
     escaped = value.translate(_ESCAPES)
     if len(escaped) <= max_chars:
         return escaped
+    if max_chars < 64:  # too short to carry the hash suffix: a hard cut
+        return escaped[:max_chars]
     digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:16]
     return f"{escaped[: max_chars - 40]}...[truncated sha256:{digest}]"
 

@@ -101,6 +101,7 @@ class Policy:
         actor: str | None = None,
         reason: str | None = None,
     ) -> bool:
+        _check(role, "role"), _check(resource, "resource"), _check(action, "action")
         with self._lock:
             removed = bool(self._enforcer.remove_policy(_role(role), resource, action))
         if removed:
@@ -139,6 +140,7 @@ class Policy:
     def unassign(
         self, subject: str, role: str, *, actor: str | None = None, reason: str | None = None
     ) -> bool:
+        _check(subject, "subject"), _check(role, "role")
         with self._lock:
             removed = bool(self._enforcer.remove_grouping_policy(_subject(subject), _role(role)))
         if removed:

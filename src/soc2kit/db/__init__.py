@@ -6,12 +6,13 @@ they never collide with the application's migration history.
 """
 
 from soc2kit.db.engine import create_engine, is_sqlite, normalize_url, ping, session_factory
-from soc2kit.db.migrations_api import current_revision, upgrade
+from soc2kit.db.migrations_api import current_revision, head_revision, upgrade
 from soc2kit.db.schema import metadata
 
 __all__ = [
     "create_engine",
     "current_revision",
+    "head_revision",
     "is_sqlite",
     "metadata",
     "normalize_url",

@@ -32,6 +32,21 @@ def upgrade(url_or_engine: str | Engine, revision: str = "head") -> None:
             engine.dispose()
 
 
+def head_revision() -> str:
+    """The newest soc2kit revision shipped with this version."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(_config_paths_only()).get_current_head()
+    assert head is not None
+    return head
+
+
+def _config_paths_only() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", _SCRIPT_LOCATION)
+    return cfg
+
+
 def current_revision(engine: Engine) -> str | None:
     """The applied soc2kit revision, or None when the schema was never created."""
     with engine.connect() as conn:

@@ -197,11 +197,15 @@ class RequestContextMiddleware:
     def _audit(self, ctx: RequestContext, status: int, started: float) -> None:
         extra: dict[str, Any] = {"duration_ms": round((time.perf_counter() - started) * 1000, 3)}
         extra.update(ctx.extra)
+        if "exception" in ctx.extra:
+            outcome = "error"  # even when a success status had already been sent
+        else:
+            outcome = outcome_for(status) if status >= 100 else "success"
         try:
             self.kit.audit.record(
                 "http.request",
                 action=_ACTIONS.get(ctx.method, ctx.method.lower()),
-                outcome=outcome_for(status) if status >= 100 else "success",
+                outcome=outcome,
                 status_code=status,
                 **extra,
             )

@@ -6,6 +6,7 @@ pydantic's ``input`` and ``ctx`` may echo a password field or a header.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI
@@ -57,11 +58,7 @@ async def validation_exception_handler(request: Request, exc: Exception) -> Resp
     for err in exc.errors()[:50]:
         loc = [str(part)[:100] for part in err.get("loc", ())]
         errors.append(
-            {
-                "loc": loc,
-                "type": str(err.get("type", ""))[:100],
-                "msg": sanitize_text(str(err.get("msg", "")), 300),
-            }
+            {"loc": loc, "type": str(err.get("type", ""))[:100], "msg": _safe_msg(err)}
         )
     ctx = current_request()
     if ctx is not None:
@@ -70,6 +67,40 @@ async def validation_exception_handler(request: Request, exc: Exception) -> Resp
         {"error": "validation_error", "request_id": _request_id(request), "errors": errors},
         status_code=422,
     )
+
+
+# Context entries pydantic fills from the submitted data: a parse error quotes the
+# offending characters, a discriminated union the tag it found. For value_error
+# and assertion_error, "error" is the application's own message instead.
+_ECHOING_CTX = ("error", "tag", "tz_actual", "encoding_error", "attribute")
+_APP_MESSAGES = frozenset({"value_error", "assertion_error"})
+
+
+def _safe_msg(err: Mapping[str, Any]) -> str:
+    """pydantic's message, or a generic one when it quotes what the client sent."""
+    msg = str(err.get("msg", ""))
+    ctx = err.get("ctx")
+    quoted: list[str] = []
+    if isinstance(ctx, Mapping) and err.get("type") not in _APP_MESSAGES:
+        quoted.extend(str(ctx[key]) for key in _ECHOING_CTX if key in ctx)
+    quoted.extend(_submitted_strings(err.get("input")))
+    if any(q and q in msg for q in quoted):
+        return "Invalid value"
+    return sanitize_text(msg, 300)
+
+
+def _submitted_strings(value: Any) -> list[str]:
+    """The scalars of a submitted value (and of its first level), as text."""
+    items = list(value.values()) if isinstance(value, Mapping) else [value]
+    if isinstance(value, list | tuple):
+        items = list(value)
+    out: list[str] = []
+    for item in items[:100]:
+        if isinstance(item, bytes):
+            out.append(item.decode("utf-8", "replace"))
+        elif isinstance(item, str | int | float) and not isinstance(item, bool):
+            out.append(str(item))
+    return out
 
 
 def _phrase(status: int) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+from urllib.parse import quote
 
 import limits
 from limits.aio.strategies import (
@@ -32,6 +33,11 @@ _STRATEGIES: dict[str, type[RateLimiter]] = {
     "fixed-window": FixedWindowRateLimiter,
     "sliding-window-counter": SlidingWindowCounterRateLimiter,
 }
+
+
+# RFC 3986 characters kept as they are; the path arrives decoded, the query raw.
+_PATH_SAFE = "/:@!$&'()*+,;="
+_QUERY_SAFE = _PATH_SAFE + "?%"
 
 
 def _host_headers(scope: Scope) -> list[bytes]:
@@ -102,11 +108,11 @@ class HTTPSMiddleware:
             values = _host_headers(scope)
             host = values[0].decode("latin-1") if values else ""
             if scope.get("method") in ("GET", "HEAD") and host:
-                path = scope.get("root_path", "") + scope["path"]
-                query = scope.get("query_string", b"")
-                location = f"https://{host}{path}" + (
-                    f"?{query.decode('latin-1')}" if query else ""
-                )
+                # Re-encode: the decoded path may hold CR/LF (header injection)
+                # or characters latin-1 cannot carry.
+                path = quote(scope.get("root_path", "") + scope["path"], safe=_PATH_SAFE)
+                query = quote(scope.get("query_string", b""), safe=_QUERY_SAFE)
+                location = f"https://{host}{path}" + (f"?{query}" if query else "")
                 await send_error(
                     send, 308, "https_required", headers=[(b"location", location.encode("latin-1"))]
                 )
