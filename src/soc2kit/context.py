@@ -24,6 +24,16 @@ class RequestContext:
     route: str | None = None
     principal: Principal | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    scope: dict[str, Any] | None = field(default=None, repr=False)
+    root_path: str = ""
+
+    def current_route(self) -> str | None:
+        """The route template, also while the handler is still running."""
+        if self.route is None and self.scope is not None:
+            from soc2kit.http.routes import route_template  # avoids an import cycle
+
+            return route_template(self.scope, self.root_path)
+        return self.route
 
 
 _current: ContextVar[RequestContext | None] = ContextVar("soc2kit_request", default=None)

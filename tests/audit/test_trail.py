@@ -175,3 +175,37 @@ def test_closed_sink_refuses_new_events(engine: sa.Engine, tmp_path: Path) -> No
     assert len(stored(engine)) == 1
     with pytest.raises(AuditWriteError):
         trail.record("late", action="b", outcome="success")
+
+
+def test_arecord_waits_for_a_full_queue_without_blocking_the_loop(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
+    import asyncio
+
+    sink = SqlAuditSink(engine, max_queue=1, batch_size=1)
+    trail = AuditTrail(Settings(environment="test", data_dir=tmp_path), sink)
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE soc2kit_audit_events RENAME TO parked"))
+
+    async def scenario() -> int:
+        # Saturate: the writer holds one (failing) batch and the queue is full.
+        for i in range(500):
+            if sink.pending >= 2 and sink._queue.full():
+                break
+            sink.try_submit(*trail._build(f"fill{i}", action="x", outcome="success"))
+            await asyncio.sleep(0.01)
+        assert sink.pending >= 2 and sink._queue.full()
+        ticks = 0
+        waiting = asyncio.create_task(trail.arecord("late", action="x", outcome="success"))
+        for _ in range(20):
+            await asyncio.sleep(0.01)
+            ticks += 1
+        assert not waiting.done(), "arecord must wait while the sink is saturated"
+        with engine.begin() as conn:
+            conn.execute(sa.text("ALTER TABLE parked RENAME TO soc2kit_audit_events"))
+        await asyncio.wait_for(waiting, 15)
+        return ticks
+
+    assert asyncio.run(scenario()) == 20  # the loop kept running throughout
+    trail.flush(timeout=15)
+    assert "late" in [r["event_type"] for r in stored(engine)]

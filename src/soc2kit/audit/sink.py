@@ -28,7 +28,11 @@ log = logging.getLogger("soc2kit.audit.sink")
 class AuditSink(Protocol):
     """What a store of audit events must offer."""
 
-    def submit(self, event: AuditEvent, payload: str) -> None: ...
+    def submit(self, event: AuditEvent, payload: str) -> None:
+        """Store ``event``; may block while the sink is saturated."""
+
+    def try_submit(self, event: AuditEvent, payload: str) -> bool:
+        """Store ``event`` if that needs no waiting; False when the caller must wait."""
 
     def flush(self, timeout: float = 10.0) -> None: ...
 
@@ -53,6 +57,21 @@ class SqlAuditSink:
 
     # public API -----------------------------------------------------------
     def submit(self, event: AuditEvent, payload: str) -> None:
+        self._reserve()
+        self._queue.put((event, payload))  # blocks when full: back-pressure, not loss
+
+    def try_submit(self, event: AuditEvent, payload: str) -> bool:
+        self._reserve()
+        try:
+            self._queue.put_nowait((event, payload))
+        except queue.Full:
+            with self._lock:
+                self._pending -= 1
+                self._lock.notify_all()
+            return False
+        return True
+
+    def _reserve(self) -> None:
         with self._lock:
             if self._closed:
                 raise AuditWriteError("audit sink is closed")
@@ -62,7 +81,6 @@ class SqlAuditSink:
                     target=self._run, name="soc2kit-audit-writer", daemon=True
                 )
                 self._thread.start()
-        self._queue.put((event, payload))  # blocks when full: back-pressure, not loss
 
     def flush(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout

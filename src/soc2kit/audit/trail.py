@@ -10,6 +10,8 @@ import secrets
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import anyio.to_thread
+
 from soc2kit._ids import uuid7
 from soc2kit.audit.events import OUTCOMES, AuditEvent, canonical_json, sanitize_text, sanitize_value
 from soc2kit.audit.sink import AuditSink
@@ -58,7 +60,67 @@ class AuditTrail:
         changes: dict[str, Any] | None = None,
         **extra: Any,
     ) -> AuditEvent:
-        """Record one event. Raises ``ValueError`` for an unknown ``outcome``."""
+        """Record one event. Raises ``ValueError`` for an unknown ``outcome``.
+
+        Blocks while the sink is saturated (back-pressure, never loss); from
+        async code use :meth:`arecord`, which waits without blocking the loop.
+        """
+        event, payload = self._build(
+            event_type,
+            action=action,
+            outcome=outcome,
+            actor=actor,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            reason=reason,
+            changes=changes,
+            **extra,
+        )
+        self._sink.submit(event, payload)
+        return event
+
+    async def arecord(
+        self,
+        event_type: str,
+        *,
+        action: str,
+        outcome: str,
+        actor: Principal | str | None = None,
+        resource_type: str | None = None,
+        resource_id: str | int | None = None,
+        reason: str | None = None,
+        changes: dict[str, Any] | None = None,
+        **extra: Any,
+    ) -> AuditEvent:
+        """:meth:`record` for async code: a saturated sink delays this caller only."""
+        event, payload = self._build(
+            event_type,
+            action=action,
+            outcome=outcome,
+            actor=actor,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            reason=reason,
+            changes=changes,
+            **extra,
+        )
+        if not self._sink.try_submit(event, payload):
+            await anyio.to_thread.run_sync(self._sink.submit, event, payload)
+        return event
+
+    def _build(
+        self,
+        event_type: str,
+        *,
+        action: str,
+        outcome: str,
+        actor: Principal | str | None = None,
+        resource_type: str | None = None,
+        resource_id: str | int | None = None,
+        reason: str | None = None,
+        changes: dict[str, Any] | None = None,
+        **extra: Any,
+    ) -> tuple[AuditEvent, str]:
         if outcome not in OUTCOMES:
             raise ValueError(f"outcome must be one of {sorted(OUTCOMES)}")
         ctx = current_request()
@@ -81,7 +143,7 @@ class AuditTrail:
             roles=roles,
             request_id=text(direct.get("request_id"), 128) or (ctx.request_id if ctx else None),
             http_method=text(direct.get("http_method"), 16) or (ctx.method if ctx else None),
-            route=text(direct.get("route"), 512) or (ctx.route if ctx else None),
+            route=text(direct.get("route"), 512) or (ctx.current_route() if ctx else None),
             status_code=_int_or_none(direct.get("status_code")),
             client_ip=self.client_ip(direct.get("client_ip") or (ctx.client_ip if ctx else None)),
             resource_type=text(resource_type, 100),
@@ -93,8 +155,7 @@ class AuditTrail:
         payload = canonical_json(event.to_dict())
         if self._settings.audit_log_events and audit_log.isEnabledFor(logging.INFO):
             audit_log.info(payload)
-        self._sink.submit(event, payload)
-        return event
+        return event, payload
 
     def flush(self, timeout: float = 10.0) -> None:
         """Block until every recorded event is stored (raises AuditWriteError)."""

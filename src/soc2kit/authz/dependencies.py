@@ -52,9 +52,9 @@ def require(resource: str, action: str) -> Any:
 
     async def soc2kit_require(conn: HTTPConnection) -> Principal:
         kit = kit_for(conn)
-        principal = authenticate(kit, conn)
+        principal = await authenticate(kit, conn)
         if not kit.policy.allowed(principal, resource, action):
-            kit.audit.record(
+            await kit.audit.arecord(
                 "authz.denied",
                 action=action,
                 outcome="denied",
@@ -69,7 +69,7 @@ def require(resource: str, action: str) -> Any:
     return Depends(soc2kit_require)
 
 
-def authenticate(kit: Kit, conn: HTTPConnection) -> Principal:
+async def authenticate(kit: Kit, conn: HTTPConnection) -> Principal:
     """Verify the request's credentials, attach the principal to the request context."""
     try:
         token = bearer_credentials(conn)
@@ -77,14 +77,14 @@ def authenticate(kit: Kit, conn: HTTPConnection) -> Principal:
             raise ApiError(401, "unauthorized", headers={"WWW-Authenticate": "Bearer"})
         verified = kit.tokens.verify(token)
     except AuthenticationError as exc:
-        kit.audit.record(
+        await kit.audit.arecord(
             "authn.failure", action="authenticate", outcome="failure", reason=exc.reason
         )
         raise ApiError(
             401, "invalid_token", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
         ) from None
     except ApiError:
-        kit.audit.record(
+        await kit.audit.arecord(
             "authn.failure", action="authenticate", outcome="failure", reason="no credentials"
         )
         raise
