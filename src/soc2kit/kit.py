@@ -10,7 +10,6 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
-from starlette.middleware.cors import CORSMiddleware
 
 from soc2kit import db
 from soc2kit.audit.sink import SqlAuditSink
@@ -20,9 +19,10 @@ from soc2kit.authz.policy import Policy
 from soc2kit.errors import ConfigurationError, InsecureConfigurationError
 from soc2kit.http import headers as security_headers
 from soc2kit.http.context import ProxyResolver, RequestContextMiddleware
-from soc2kit.http.errors import install_handlers
+from soc2kit.http.errors import cover_mounted_apps, install_handlers
 from soc2kit.http.guards import (
     BodyLimitMiddleware,
+    CORSMiddleware,
     DocsGateMiddleware,
     HTTPSMiddleware,
     RateLimitMiddleware,
@@ -64,8 +64,9 @@ class Kit:
         for name, check in self._checks.items():
             try:
                 results[name] = check()
-            except Exception:  # a broken check means not ready, never a crash
-                log.exception("readiness check %s raised", name)
+            except Exception as exc:  # a broken check means not ready, never a crash
+                # The type only: exception text may carry connection strings.
+                log.error("readiness check %s raised %s", name, type(exc).__name__)
                 results[name] = "check failed"
         return results
 
@@ -152,6 +153,7 @@ def install(app: FastAPI, settings: Settings | None = None) -> Kit:
 
     kit = Kit(app, settings)
     install_handlers(app)
+    cover_mounted_apps(app)
 
     docs_paths = _docs_paths(app)
     # add_middleware() inserts at the front: add innermost first.
@@ -183,7 +185,8 @@ def install(app: FastAPI, settings: Settings | None = None) -> Kit:
         kit=kit,
         api_headers=security_headers.build(settings),
         docs_headers=security_headers.build(settings, docs=settings.docs_active),
-        docs_paths=docs_paths if settings.docs_active else frozenset(),
+        # The relaxed CSP is for the HTML pages only; the OpenAPI JSON keeps the strict one.
+        docs_paths=docs_paths - {app.openapi_url} if settings.docs_active else frozenset(),
         request_id_header=settings.request_id_header,
         proxies=ProxyResolver(settings.trusted_proxies),
     )
@@ -197,6 +200,7 @@ def _wrap_lifespan(app: FastAPI, kit: Kit) -> None:
 
     @asynccontextmanager
     async def lifespan(app_: Any) -> AsyncIterator[Any]:
+        cover_mounted_apps(app)  # mounts added after install()
         kit.startup()
         try:
             async with inner(app_) as state:

@@ -30,6 +30,16 @@ log = logging.getLogger("soc2kit.http")
 
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}")
 _CREDENTIAL_HEADERS = frozenset({b"authorization", b"x-api-key", b"cookie"})
+
+
+def _ws_outcome(code: int) -> str:
+    if code in (0, 101, 1000, 1001):
+        return "success"
+    if code in (1008, 4401, 4403):
+        return "denied"
+    return "error" if code == 1011 else "failure"
+
+
 _ACTIONS = {
     "GET": "read",
     "HEAD": "read",
@@ -38,6 +48,7 @@ _ACTIONS = {
     "PUT": "update",
     "PATCH": "update",
     "DELETE": "delete",
+    "WEBSOCKET": "connect",
 }
 
 
@@ -133,14 +144,18 @@ class RequestContextMiddleware:
             request_id = str(uuid7())
             rejected_rid = inbound is not None
         client_ip = self.proxies.resolve(scope, headers)
+        is_ws = scope["type"] == "websocket"
         ctx = RequestContext(
-            request_id=request_id, method=scope.get("method", "GET"), client_ip=client_ip
+            request_id=request_id,
+            method="WEBSOCKET" if is_ws else scope.get("method", "GET"),
+            client_ip=client_ip,
+            scope=scope,
+            root_path=str(scope.get("root_path", "")),
         )
         if rejected_rid:
             ctx.extra["inbound_request_id_rejected"] = True
         scope.setdefault("state", {})["request_id"] = request_id
         scope["soc2kit.kit"] = self.kit
-        entry_root = str(scope.get("root_path", ""))
         has_credentials = not _CREDENTIAL_HEADERS.isdisjoint(headers)
         is_docs = scope.get("path") in self.docs_paths
         extra_headers = self.docs_headers if is_docs else self.api_headers
@@ -167,8 +182,13 @@ class RequestContextMiddleware:
                 if has_credentials or ctx.principal is not None:
                     out.append((b"cache-control", b"no-store"))
                 message = {**message, "headers": out}
-            elif message["type"] == "websocket.close" and not status:
-                status = 1000
+            elif message["type"] == "websocket.accept":
+                status = 101
+            elif message["type"] == "websocket.close":
+                # A close before accept is a refusal; its code says why (1008: policy).
+                close_code = int(message.get("code", 1000))
+                if status != 101 or close_code != 1000:
+                    status = close_code
             await send(message)
 
         token = _enter(ctx)
@@ -190,19 +210,21 @@ class RequestContextMiddleware:
                 elif status == 0:
                     status = 1011
         finally:
-            ctx.route = route_template(scope, entry_root)
-            self._audit(ctx, status, started)
+            ctx.route = route_template(scope, ctx.root_path)
+            await self._audit(ctx, status, started)
             _exit(token)
 
-    def _audit(self, ctx: RequestContext, status: int, started: float) -> None:
+    async def _audit(self, ctx: RequestContext, status: int, started: float) -> None:
         extra: dict[str, Any] = {"duration_ms": round((time.perf_counter() - started) * 1000, 3)}
         extra.update(ctx.extra)
         if "exception" in ctx.extra:
             outcome = "error"  # even when a success status had already been sent
+        elif ctx.method == "WEBSOCKET":
+            outcome = _ws_outcome(status)
         else:
             outcome = outcome_for(status) if status >= 100 else "success"
         try:
-            self.kit.audit.record(
+            await self.kit.audit.arecord(
                 "http.request",
                 action=_ACTIONS.get(ctx.method, ctx.method.lower()),
                 outcome=outcome,

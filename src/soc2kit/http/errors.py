@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount
 
 from soc2kit.audit.events import sanitize_text
 from soc2kit.context import current_request
@@ -39,14 +40,13 @@ def _request_id(request: Request) -> str | None:
 
 async def http_exception_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    body: dict[str, Any] = {"request_id": _request_id(request)}
-    if isinstance(exc, ApiError):
-        body["error"] = exc.code
-    else:
-        body["error"] = error_code(exc.status_code)
-        if isinstance(exc.detail, str) and exc.detail and exc.detail != _phrase(exc.status_code):
-            # An application chose this text for its client; pass it on, bounded.
-            body["detail"] = sanitize_text(exc.detail, 500)
+    code = exc.code if isinstance(exc, ApiError) else error_code(exc.status_code)
+    body: dict[str, Any] = {"error": code, "request_id": _request_id(request)}
+    detail = exc.detail
+    app_text = isinstance(detail, str) and bool(detail) and detail != _phrase(exc.status_code)
+    if app_text and not isinstance(exc, ApiError):
+        # An application chose this text for its client; pass it on, bounded.
+        body["detail"] = sanitize_text(detail, 500)
     if exc.status_code in (204, 304):
         return Response(status_code=exc.status_code, headers=exc.headers)
     return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
@@ -57,9 +57,7 @@ async def validation_exception_handler(request: Request, exc: Exception) -> Resp
     errors = []
     for err in exc.errors()[:50]:
         loc = [str(part)[:100] for part in err.get("loc", ())]
-        errors.append(
-            {"loc": loc, "type": str(err.get("type", ""))[:100], "msg": _safe_msg(err)}
-        )
+        errors.append({"loc": loc, "type": str(err.get("type", ""))[:100], "msg": _safe_msg(err)})
     ctx = current_request()
     if ctx is not None:
         ctx.extra["validation_errors"] = [{"loc": e["loc"], "type": e["type"]} for e in errors]
@@ -112,6 +110,28 @@ def _phrase(status: int) -> str:
         return ""
 
 
-def install_handlers(app: FastAPI) -> None:
+async def internal_error_handler(request: Request, exc: Exception) -> Response:
+    """500 for a mounted app, whose own ServerErrorMiddleware answers before soc2kit's
+    middleware (which still logs and audits the exception it re-raises)."""
+    return JSONResponse(
+        {"error": "internal_error", "request_id": _request_id(request)}, status_code=500
+    )
+
+
+def install_handlers(app: Starlette) -> None:
     app.add_exception_handler(HTTPException, http_exception_handler)
     app.add_exception_handler(RequestValidationError, validation_exception_handler)
+
+
+def cover_mounted_apps(app: Starlette) -> None:
+    """Give mounted apps soc2kit's handlers: FastAPI's defaults echo submitted values.
+
+    Covers the mounts present when called (install() and app start-up call it),
+    as long as the mounted app has not served a request yet.
+    """
+    for route in app.router.routes:
+        sub = getattr(route, "app", None)
+        if isinstance(route, Mount) and isinstance(sub, Starlette) and sub.middleware_stack is None:
+            install_handlers(sub)
+            sub.add_exception_handler(Exception, internal_error_handler)
+            cover_mounted_apps(sub)

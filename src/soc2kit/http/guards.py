@@ -1,6 +1,7 @@
 """Request guards: trusted hosts, HTTPS, rate limits and body size.
 
-Each is a small pure-ASGI middleware answering with soc2kit's JSON error body.
+Each is a small pure-ASGI middleware answering with soc2kit's JSON error body
+(CORS reuses Starlette's middleware with a JSON answer for a refused preflight).
 Starlette's ``TrustedHostMiddleware`` and ``HTTPSRedirectMiddleware`` answer in
 plain text and do not treat a duplicated Host header as an attack, so the host
 and HTTPS checks are written here; the body limit reuses Starlette's streaming
@@ -22,11 +23,14 @@ from limits.aio.strategies import (
     SlidingWindowCounterRateLimiter,
 )
 from limits.storage import storage_from_string
+from starlette.datastructures import Headers
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
+from starlette.middleware.cors import CORSMiddleware as StarletteCORSMiddleware
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from soc2kit.context import current_request
-from soc2kit.http.responses import send_error
+from soc2kit.http.responses import error_body, send_error
 
 _STRATEGIES: dict[str, type[RateLimiter]] = {
     "moving-window": MovingWindowRateLimiter,
@@ -191,6 +195,25 @@ class BodyLimitMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_json_413)
+
+
+class CORSMiddleware(StarletteCORSMiddleware):
+    """Starlette's CORS handling; a refused preflight gets soc2kit's JSON error body."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code != 400:
+            return response
+        _note("cors_rejected")
+        headers = {
+            k: v for k, v in response.headers.items() if k not in ("content-type", "content-length")
+        }
+        return Response(
+            error_body("cors_rejected"),
+            status_code=400,
+            headers=headers,
+            media_type="application/json",
+        )
 
 
 class DocsGateMiddleware:
