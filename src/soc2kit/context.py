@@ -8,6 +8,7 @@ variable, and the middleware sees the change when the response is audited.
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -24,7 +25,7 @@ class RequestContext:
     route: str | None = None
     principal: Principal | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-    scope: dict[str, Any] | None = field(default=None, repr=False)
+    scope: MutableMapping[str, Any] | None = field(default=None, repr=False)
     root_path: str = ""
 
     def current_route(self) -> str | None:
