@@ -125,7 +125,7 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
 def test_db_upgrade_creates_the_tables(tmp_path: Path, database_url: str) -> None:
     result = run(["db", "upgrade", "--database-url", database_url], tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "0001" in result.stdout
+    assert "0002" in result.stdout
     engine = sa.create_engine(soc2kit.db.normalize_url(database_url))
     try:
         assert "soc2kit_audit_events" in sa.inspect(engine).get_table_names()

@@ -42,3 +42,113 @@ audit_events = sa.Table(
     sa.Index(None, "actor_id"),
     sa.Index(None, "request_id"),
 )
+
+
+# Access control (identity, policy, reviews) --------------------------------------
+
+
+def _ts(name: str, nullable: bool = False) -> sa.Column[object]:
+    return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)
+
+
+policy_grants = sa.Table(
+    "soc2kit_policy_grants",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("role", sa.String(256), nullable=False),
+    sa.Column("tenant", sa.String(256), nullable=False),
+    sa.Column("resource", sa.String(256), nullable=False),
+    sa.Column("action", sa.String(256), nullable=False),
+    _ts("created_at"),
+    sa.Column("created_by", sa.String(256), nullable=True),
+    sa.Column("reason", sa.Text(), nullable=True),
+    sa.UniqueConstraint("role", "tenant", "resource", "action"),
+)
+
+role_assignments = sa.Table(
+    "soc2kit_role_assignments",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("subject", sa.String(256), nullable=False),
+    sa.Column("role", sa.String(256), nullable=False),
+    sa.Column("tenant", sa.String(256), nullable=False),
+    # "store" for ordinary assignments, "break_glass" for emergency grants.
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("granted_by", sa.String(256), nullable=True),
+    sa.Column("approved_by", sa.String(256), nullable=True),
+    sa.Column("reason", sa.Text(), nullable=True),
+    sa.Column("ticket", sa.String(256), nullable=True),
+    _ts("created_at"),
+    _ts("expires_at", nullable=True),
+    sa.UniqueConstraint("subject", "role", "tenant", "source"),
+    sa.Index(None, "subject"),
+)
+
+role_inheritance = sa.Table(
+    "soc2kit_role_inheritance",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("role", sa.String(256), nullable=False),
+    sa.Column("parent", sa.String(256), nullable=False),
+    _ts("created_at"),
+    sa.Column("created_by", sa.String(256), nullable=True),
+    sa.UniqueConstraint("role", "parent"),
+)
+
+sod_conflicts = sa.Table(
+    "soc2kit_sod_conflicts",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("role_a", sa.String(256), nullable=False),
+    sa.Column("role_b", sa.String(256), nullable=False),
+    _ts("created_at"),
+    sa.Column("created_by", sa.String(256), nullable=True),
+    sa.Column("reason", sa.Text(), nullable=True),
+    sa.UniqueConstraint("role_a", "role_b"),
+)
+
+revoked_principals = sa.Table(
+    "soc2kit_revoked_principals",
+    metadata,
+    sa.Column("subject", sa.String(256), primary_key=True),
+    _ts("revoked_at"),
+    sa.Column("revoked_by", sa.String(256), nullable=True),
+    sa.Column("reason", sa.Text(), nullable=True),
+)
+
+policy_revision = sa.Table(
+    "soc2kit_policy_revision",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("revision", sa.BigInteger(), nullable=False),
+    _ts("updated_at"),
+)
+
+subject_activity = sa.Table(
+    "soc2kit_subject_activity",
+    metadata,
+    sa.Column("subject", sa.String(256), primary_key=True),
+    sa.Column("auth_method", sa.String(16), nullable=False),
+    _ts("first_seen_at"),
+    _ts("last_seen_at"),
+)
+
+api_keys = sa.Table(
+    "soc2kit_api_keys",
+    metadata,
+    # The public key id, also the prefix of the key the client holds.
+    sa.Column("key_id", sa.String(64), primary_key=True),
+    sa.Column("subject", sa.String(256), nullable=False),
+    sa.Column("roles", sa.Text(), nullable=False),  # JSON list of role names
+    sa.Column("tenant", sa.String(256), nullable=True),
+    # HMAC-SHA256 of the secret part under a server-side pepper; never the key.
+    sa.Column("key_hash", sa.String(128), nullable=False),
+    sa.Column("description", sa.Text(), nullable=True),
+    _ts("created_at"),
+    sa.Column("created_by", sa.String(256), nullable=True),
+    _ts("expires_at"),
+    _ts("revoked_at", nullable=True),
+    sa.Column("revoked_by", sa.String(256), nullable=True),
+    _ts("last_used_at", nullable=True),
+    sa.Index(None, "subject"),
+)
