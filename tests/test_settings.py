@@ -28,6 +28,7 @@ SAFE_PRODUCTION = {
     },
     "allowed_hosts": ["api.example.com"],
     "database_url": "postgresql://app@db.example.com/app",
+    "api_key_pepper": "pepper-for-tests-0123456789abcdef",
 }
 
 
@@ -107,7 +108,12 @@ def test_unknown_keyword_settings_stay_errors() -> None:
         ({"jwks": None}, "no signing keys"),
         ({"jwks": {"keys": [{"kty": "EC", "kid": "soc2kit-dev-abc"}]}}, "development signing keys"),
         ({"jwks": {"keys": [{"kty": "oct", "kid": "h", "k": "c2VjcmV0"}]}}, "symmetric"),
-        ({"jwks": None, "jwks_url": "https://id.example.com/jwks"}, "jwks_url is not supported"),
+        ({"jwks": None, "jwks_url": "http://id.example.com/jwks"}, "jwks_url must use https"),
+        ({"jwks_url": "http://127.0.0.1/jwks"}, "jwks_url must use https"),
+        ({"jwks": None, "jwks_file": "/nonexistent/jwks.json"}, "jwks_file cannot be read"),
+        ({"jwt_hs256_secret": "s" * 32}, "jwt_hs256_secret"),
+        ({"api_key_pepper": None}, "api_key_pepper"),
+        ({"api_key_pepper": "short"}, "api_key_pepper"),
         ({"jwks": {"keys": []}}, "no keys"),
         ({"jwks": {"keys": [{"kty": "EC", "kid": "k", "d": "secret"}]}}, "private key"),
         ({"trusted_proxies": ["0.0.0.0/0"]}, "trusted_proxies"),

@@ -1,8 +1,9 @@
 """Example service: a small invoices API protected by soc2kit.
 
 Run it with ``make demo``. Roles: a ``clerk`` records and reads invoices, a
-``manager`` reads and approves them; nobody holds both, so whoever records an
-invoice cannot approve it (segregation of duties by role design).
+``manager`` reads and approves them. The two roles are declared in conflict,
+so soc2kit refuses to assign both to one person (segregation of duties), and
+the approval route also refuses an invoice's own creator.
 ``customer_email`` is personal data: field-level encryption will cover it.
 """
 
@@ -57,6 +58,7 @@ kit.policy.grant("clerk", "invoices", "read")
 kit.policy.grant("clerk", "invoices", "create")
 kit.policy.grant("manager", "invoices", "read")
 kit.policy.grant("manager", "invoices", "approve")
+kit.policy.declare_conflict("clerk", "manager", reason="who records an invoice may not approve it")
 
 
 def _out(invoice: Invoice) -> InvoiceOut:

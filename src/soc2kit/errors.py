@@ -52,3 +52,15 @@ class AuthorizationError(Soc2kitError):
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(reason)
+
+
+class PolicyError(Soc2kitError):
+    """A policy change was refused (invalid, conflicting or not allowed)."""
+
+
+class SegregationOfDutiesError(PolicyError):
+    """An assignment would give one subject two roles declared in conflict."""
+
+
+class PolicyUnavailableError(Soc2kitError):
+    """The policy could not be confirmed fresh; decisions fail closed (HTTP 503)."""

@@ -14,12 +14,18 @@ from sqlalchemy.orm import Session, sessionmaker
 from soc2kit import db
 from soc2kit.audit.sink import SqlAuditSink
 from soc2kit.audit.trail import AuditTrail
+from soc2kit.authn.apikeys import ApiKeyStore
+from soc2kit.authn.authenticator import Authenticator
+from soc2kit.authn.principal import Principal
 from soc2kit.authn.tokens import TokenVerifier
+from soc2kit.authz.gate import GateMiddleware
+from soc2kit.authz.inventory import check_coverage
+from soc2kit.authz.objects import ObjectAccessDenied, SelectT, check_object, tenant_filter
 from soc2kit.authz.policy import Policy
 from soc2kit.errors import ConfigurationError, InsecureConfigurationError
 from soc2kit.http import headers as security_headers
 from soc2kit.http.context import ProxyResolver, RequestContextMiddleware
-from soc2kit.http.errors import cover_mounted_apps, install_handlers
+from soc2kit.http.errors import ApiError, cover_mounted_apps, install_handlers
 from soc2kit.http.guards import (
     BodyLimitMiddleware,
     CORSMiddleware,
@@ -46,10 +52,16 @@ class Kit:
             settings, SqlAuditSink(self.engine, max_queue=settings.audit_queue_size)
         )
         self.tokens = TokenVerifier(settings)
-        self.policy = Policy(self.audit)
+        self.policy = Policy(self.engine, self.audit, settings)
+        self.api_keys = ApiKeyStore(self.engine, settings, self.audit)
+        # Late-bound: revocation is the policy's, asked on every request (cache hits too).
+        self.authenticator = Authenticator(
+            self.tokens, self.api_keys, is_revoked=lambda subject: self.policy.is_revoked(subject)
+        )
         self._checks: dict[str, ReadinessCheck] = {
             "database": self._check_database,
             "audit": self.audit.health,
+            "policy": self.policy.readiness,
         }
 
     # readiness -----------------------------------------------------------------
@@ -77,6 +89,59 @@ class Kit:
         """``/healthz`` and ``/readyz``, both declared public. Include it in the app."""
         return build_router(self)
 
+    # object-level authorization -------------------------------------------------
+    def authorize(
+        self,
+        principal: Principal,
+        resource: str,
+        action: str,
+        obj: Any = None,
+        *,
+        tenant_attr: str | None = "tenant_id",
+        owner_attr: str | None = None,
+    ) -> None:
+        """Check ``action`` on ``resource`` (and on ``obj``: same tenant, owner).
+
+        Raises ApiError 404 (or 403, per ``object_denied_status``) and audits the
+        denial, so callers cannot tell an object they may not see from a missing one.
+        """
+        try:
+            if obj is None:
+                if not self.policy.allowed(principal, resource, action):
+                    raise ObjectAccessDenied("no permission for this resource")
+            else:
+                check_object(
+                    self.policy.allowed,
+                    principal,
+                    resource,
+                    action,
+                    obj,
+                    tenant_attr=tenant_attr,
+                    owner_attr=owner_attr,
+                )
+        except ObjectAccessDenied as exc:
+            self.audit.record(
+                "authz.denied",
+                action=action,
+                outcome="denied",
+                actor=principal,
+                resource_type=resource,
+                resource_id=_object_id(obj),
+                reason=exc.reason,
+            )
+            status = self.settings.object_denied_status
+            raise ApiError(status, "not_found" if status == 404 else "forbidden") from None
+
+    def tenant_filter(self, statement: SelectT, column: Any, principal: Principal) -> SelectT:
+        """Add ``column == principal.tenant`` to a SQLAlchemy select (fails closed)."""
+        try:
+            return tenant_filter(statement, column, principal)
+        except ObjectAccessDenied as exc:
+            self.audit.record(
+                "authz.denied", action="list", outcome="denied", actor=principal, reason=exc.reason
+            )
+            raise ApiError(403, "forbidden") from None
+
     # identity helpers ----------------------------------------------------------
     def dev_token(
         self,
@@ -90,12 +155,15 @@ class Kit:
 
     # lifecycle -------------------------------------------------------------------
     def startup(self) -> None:
+        check_coverage(self.app, production=self.settings.is_production)
         revision = db.current_revision(self.engine)
         if revision != db.head_revision():
             raise ConfigurationError(
                 f"soc2kit tables are at revision {revision or 'none'}, not "
                 f"{db.head_revision()}: run `soc2kit db upgrade` before starting"
             )
+        self.policy.refresh()
+        self.policy.start_sync()
         self.audit.record(
             "service.start",
             action="start",
@@ -105,11 +173,17 @@ class Kit:
         )
 
     def shutdown(self) -> None:
+        self.policy.stop_sync()
         try:
             self.audit.record("service.stop", action="stop", outcome="success", actor="system")
             self.audit.close()
         finally:
             self.engine.dispose()
+
+
+def _object_id(obj: Any) -> str | None:
+    value = getattr(obj, "id", None) if obj is not None else None
+    return None if value is None else str(value)
 
 
 def _settings_summary(settings: Settings) -> dict[str, Any]:
@@ -160,6 +234,7 @@ def install(app: FastAPI, settings: Settings | None = None) -> Kit:
     if docs_paths and not settings.docs_active:
         app.add_middleware(DocsGateMiddleware, paths=docs_paths)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(GateMiddleware, kit=kit)  # deny-by-default on the matched route
     if settings.rate_limit_enabled:
         app.add_middleware(
             RateLimitMiddleware,

@@ -65,12 +65,24 @@ class Settings(BaseSettings):
     oidc_issuer: str | None = None
     oidc_audience: str | None = None
     jwks: dict[str, Any] | None = None
+    jwks_file: Path | None = None
     jwks_url: str | None = None
+    oidc_discovery: bool = False
+    jwks_cache_ttl_seconds: int = Field(default=3600, ge=60, le=86400)
     jwt_algorithms: CsvList = Field(default_factory=lambda: list(DEFAULT_ALGORITHMS))
+    jwt_hs256_secret: SecretStr | None = None
     jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
     jwt_max_bytes: int = Field(default=8192, ge=512, le=65536)
+    require_typ: str | None = Field(default=None, min_length=1, max_length=100)
     roles_claim: str = "roles"
     tenant_claim: str = "tenant"
+    api_key_pepper: SecretStr | None = None
+
+    # Access policy.
+    policy_poll_seconds: float = Field(default=5.0, gt=0, le=300)
+    policy_max_staleness_seconds: float = Field(default=60.0, gt=0, le=3600)
+    break_glass_max_ttl_seconds: int = Field(default=4 * 3600, ge=60, le=7 * 86400)
+    object_denied_status: Literal[403, 404] = 404
 
     # HTTP.
     allowed_hosts: CsvList = Field(default_factory=lambda: list(DEFAULT_ALLOWED_HOSTS))
@@ -192,6 +204,20 @@ def _override(settings: Settings, header: str) -> str | None:
     return None
 
 
+def _jwks_problems(jwks: dict[str, Any], source: str) -> list[str]:
+    problems: list[str] = []
+    keys = [k for k in jwks.get("keys", []) if isinstance(k, dict)]
+    if not keys:
+        problems.append(f"{source} holds no keys")
+    if any(str(k.get("kid", "")).startswith(DEV_KEY_ID_PREFIX) for k in keys):
+        problems.append("development signing keys are in use (kid soc2kit-dev-*)")
+    if any(k.get("kty") == "oct" for k in keys):
+        problems.append(f"a symmetric (oct) key is in {source}: HS256 is not allowed in production")
+    if any(_PRIVATE_JWK_PARAMS & k.keys() for k in keys):
+        problems.append(f"{source} holds private key material: configure public keys only")
+    return problems
+
+
 def production_problems(settings: Settings, app: Any = None) -> list[str]:
     """Every reason ``settings`` (and ``app``, when given) is unsafe for production.
 
@@ -205,23 +231,31 @@ def production_problems(settings: Settings, app: Any = None) -> list[str]:
         problems.append("oidc_issuer must use https")
     if not settings.oidc_audience:
         problems.append("oidc_audience is not set: tokens minted for other services would pass")
-    if settings.jwks is None:
-        if settings.jwks_url:
-            problems.append("jwks_url is not supported by this soc2kit version yet: provide jwks")
-        else:
-            problems.append("no signing keys: set jwks to the identity provider's public keys")
-    else:
-        keys = [k for k in settings.jwks.get("keys", []) if isinstance(k, dict)]
-        if not keys:
-            problems.append("jwks holds no keys")
-        if any(str(k.get("kid", "")).startswith(DEV_KEY_ID_PREFIX) for k in keys):
-            problems.append("development signing keys are in use (kid soc2kit-dev-*)")
-        if any(k.get("kty") == "oct" for k in keys):
-            problems.append("a symmetric (oct) key is in jwks: HS256 is not allowed in production")
-        if any(_PRIVATE_JWK_PARAMS & k.keys() for k in keys):
-            problems.append("jwks holds private key material: configure public keys only")
+    if settings.jwks is not None:
+        problems += _jwks_problems(settings.jwks, "jwks")
+    elif settings.jwks_file is not None:
+        from soc2kit.authn.jwks import read_jwks_file  # soc2kit.authn imports this module
+        from soc2kit.errors import ConfigurationError
+
+        try:
+            problems += _jwks_problems(read_jwks_file(settings.jwks_file), "jwks_file")
+        except ConfigurationError as exc:
+            problems.append(str(exc))
+    elif not settings.jwks_url and not settings.oidc_discovery:
+        problems.append(
+            "no signing keys: set jwks, jwks_file, jwks_url or oidc_discovery "
+            "to the identity provider's public keys"
+        )
+    if settings.jwks_url and not settings.jwks_url.startswith("https://"):
+        problems.append("jwks_url must use https")
     if any(alg.upper().startswith("HS") for alg in settings.jwt_algorithms):
         problems.append("HMAC JWT algorithms (HS*) are not allowed in production")
+    if settings.jwt_hs256_secret is not None:
+        problems.append("jwt_hs256_secret is set: HS256 is not allowed in production")
+    pepper = settings.api_key_pepper
+    if pepper is None or len(pepper.get_secret_value().encode()) < 32:
+        # The pepper is what stops anyone who can write the key table from minting a key.
+        problems.append("api_key_pepper is not set or shorter than 32 bytes")
     if "*" in settings.cors_origins:
         if settings.cors_allow_credentials:
             problems.append("wildcard CORS origin '*' together with credentials")

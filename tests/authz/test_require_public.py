@@ -10,6 +10,7 @@ from tests.conftest import audit_rows
 
 import soc2kit
 from soc2kit import Principal, public, require
+from soc2kit.authz.index import Grant
 
 
 def routes(app: FastAPI, kit: soc2kit.Kit) -> None:
@@ -120,7 +121,7 @@ def test_policy_values_round_trip_odd_strings(make_client: Client) -> None:
     _, kit = make_client(routes)
     odd = 'a,b "c" .*[x]'
     kit.policy.grant(odd, odd, odd)
-    assert (odd, odd, odd) in kit.policy.grants()
+    assert Grant(odd, odd, odd) in kit.policy.grants()
     p = Principal(subject="s", issuer="i", roles=frozenset({odd}))
     assert kit.policy.allowed(p, odd, odd)
     assert not kit.policy.allowed(p, "a", odd)

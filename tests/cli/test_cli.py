@@ -31,6 +31,7 @@ SAFE_ENV = {
     ),
     "SOC2KIT_ALLOWED_HOSTS": "api.example.com",
     "SOC2KIT_DATABASE_URL": "postgresql://app@127.0.0.1:1/app",
+    "SOC2KIT_API_KEY_PEPPER": "pepper-for-tests-0123456789abcdef",
 }
 
 APP_MODULE = """

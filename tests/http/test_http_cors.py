@@ -16,12 +16,12 @@ EVIL_ORIGIN = "https://evil.example.com"
 
 def routes(calls: list[str]) -> Any:
     def declare(app: FastAPI, kit: soc2kit.Kit) -> None:
-        @app.get("/items/{item_id}")
+        @app.get("/items/{item_id}", dependencies=[soc2kit.public("test route")])
         async def read(item_id: int) -> dict[str, int]:
             calls.append("read")
             return {"item_id": item_id}
 
-        @app.delete("/items/{item_id}")
+        @app.delete("/items/{item_id}", dependencies=[soc2kit.public("test route")])
         async def delete(item_id: int) -> dict[str, int]:
             calls.append("delete")
             return {"item_id": item_id}

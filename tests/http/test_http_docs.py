@@ -14,7 +14,7 @@ DOCS_PATHS = ["/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"]
 
 
 def routes(app: FastAPI, kit: soc2kit.Kit) -> None:
-    @app.get("/items/{item_id}")
+    @app.get("/items/{item_id}", dependencies=[soc2kit.public("test route")])
     async def read(item_id: int) -> dict[str, int]:
         return {"item_id": item_id}
 

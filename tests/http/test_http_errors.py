@@ -47,21 +47,21 @@ class Coupon(BaseModel):
 
 def routes(calls: list[str]) -> Any:
     def declare(app: FastAPI, kit: soc2kit.Kit) -> None:
-        @app.post("/items/{item_id}")
+        @app.post("/items/{item_id}", dependencies=[soc2kit.public("test route")])
         async def create_item(item_id: int, body: Credentials) -> dict[str, int]:
             calls.append("create_item")
             return {"item_id": item_id}
 
-        @app.get("/items/{item_id}")
+        @app.get("/items/{item_id}", dependencies=[soc2kit.public("test route")])
         async def read_item(item_id: int) -> dict[str, int]:
             return {"item_id": item_id}
 
-        @app.get("/boom/{item_id}")
+        @app.get("/boom/{item_id}", dependencies=[soc2kit.public("test route")])
         async def boom(item_id: int, request: Request) -> None:
             # The message is built at run time, like one holding SQL parameters would be.
             raise RuntimeError(f"card {request.headers['x-card']} declined for {item_id}")
 
-        @app.get("/stream-boom")
+        @app.get("/stream-boom", dependencies=[soc2kit.public("test route")])
         async def stream_boom(request: Request) -> StreamingResponse:
             secret = request.headers["x-card"]
 
@@ -71,30 +71,30 @@ def routes(calls: list[str]) -> Any:
 
             return StreamingResponse(body())
 
-        @app.get("/header")
+        @app.get("/header", dependencies=[soc2kit.public("test route")])
         async def with_header(x_count: Annotated[int, Header()]) -> dict[str, int]:
             return {"count": x_count}
 
-        @app.get("/query")
+        @app.get("/query", dependencies=[soc2kit.public("test route")])
         async def with_query(
             token_id: Annotated[uuid.UUID, Query()],
             when: Annotated[int, Query()],
         ) -> dict[str, str]:
             return {}
 
-        @app.post("/pets")
+        @app.post("/pets", dependencies=[soc2kit.public("test route")])
         async def pets(body: Pet) -> dict[str, str]:
             return {}
 
-        @app.post("/coupons")
+        @app.post("/coupons", dependencies=[soc2kit.public("test route")])
         async def coupons(body: Coupon) -> dict[str, str]:
             return {}
 
-        @app.get("/http-error")
+        @app.get("/http-error", dependencies=[soc2kit.public("test route")])
         async def http_error() -> None:
             raise HTTPException(409, detail="item already archived")
 
-        @app.get("/api-error")
+        @app.get("/api-error", dependencies=[soc2kit.public("test route")])
         async def api_error() -> None:
             raise ApiError(402, "payment_required")
 

@@ -24,24 +24,24 @@ BASELINE = {
 
 
 def routes(app: FastAPI, kit: soc2kit.Kit) -> None:
-    @app.get("/items/{item_id}")
+    @app.get("/items/{item_id}", dependencies=[soc2kit.public("test route")])
     async def read(item_id: int) -> dict[str, int]:
         return {"item_id": item_id}
 
-    @app.post("/items/{item_id}")
+    @app.post("/items/{item_id}", dependencies=[soc2kit.public("test route")])
     async def write(item_id: int, request: Request) -> dict[str, int]:
         await request.body()
         return {"item_id": item_id}
 
-    @app.get("/boom")
+    @app.get("/boom", dependencies=[soc2kit.public("test route")])
     async def boom() -> None:
         raise RuntimeError("boom")
 
-    @app.get("/cacheable")
+    @app.get("/cacheable", dependencies=[soc2kit.public("test route")])
     async def cacheable() -> PlainTextResponse:
         return PlainTextResponse("hi", headers={"Cache-Control": "public, max-age=600"})
 
-    @app.get("/own-headers")
+    @app.get("/own-headers", dependencies=[soc2kit.public("test route")])
     async def own_headers() -> JSONResponse:
         return JSONResponse(
             {},

@@ -13,13 +13,13 @@ import soc2kit
 
 def routes(calls: list[str]) -> Any:
     def declare(app: FastAPI, kit: soc2kit.Kit) -> None:
-        @app.get("/items/{item_id}")
+        @app.get("/items/{item_id}", dependencies=[soc2kit.public("test route")])
         async def read(item_id: int, request: Request) -> dict[str, Any]:
             calls.append("read")
             client = request.client.host if request.client else None
             return {"client": client, "scheme": request.url.scheme}
 
-        @app.post("/items/{item_id}")
+        @app.post("/items/{item_id}", dependencies=[soc2kit.public("test route")])
         async def write(item_id: int) -> dict[str, int]:
             calls.append("write")
             return {"item_id": item_id}

@@ -17,11 +17,12 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 import soc2kit
+from soc2kit.authz import public_app
 from soc2kit.db import create_engine
 
 
 def add_item_routes(app: FastAPI) -> None:
-    @app.get("/items/{item_id}")
+    @app.get("/items/{item_id}", dependencies=[soc2kit.public("test route")])
     async def read(item_id: int) -> dict[str, int]:
         return {"item_id": item_id}
 
@@ -119,7 +120,7 @@ def test_service_start_and_stop_are_audited(settings: soc2kit.Settings) -> None:
 def nested_app() -> FastAPI:
     app = FastAPI()
 
-    items = APIRouter(prefix="/items")
+    items = APIRouter(prefix="/items", dependencies=[soc2kit.public("test routes")])
 
     @items.get("/{item_id}")
     async def read(item_id: int) -> dict[str, int]:
@@ -137,11 +138,11 @@ def nested_app() -> FastAPI:
 
     sub = FastAPI()
 
-    @sub.get("/s/{x}")
+    @sub.get("/s/{x}", dependencies=[soc2kit.public("test route")])
     async def sub_route(x: str) -> dict[str, str]:
         return {"x": x}
 
-    sub_router = APIRouter(prefix="/r")
+    sub_router = APIRouter(prefix="/r", dependencies=[soc2kit.public("test routes")])
 
     @sub_router.get("/{y}")
     async def sub_router_route(y: str) -> dict[str, str]:
@@ -153,7 +154,7 @@ def nested_app() -> FastAPI:
     async def plain(request: Request) -> PlainTextResponse:
         return PlainTextResponse("ok")
 
-    app.mount("/star", Starlette(routes=[Route("/p/{z}", plain)]))
+    app.mount("/star", public_app(Starlette(routes=[Route("/p/{z}", plain)]), reason="test app"))
     return app
 
 
@@ -211,11 +212,11 @@ def test_unmatched_paths_inside_a_mount_record_no_raw_path(
 def mounted_error_app() -> FastAPI:
     sub = FastAPI()
 
-    @sub.get("/n/{number}")
+    @sub.get("/n/{number}", dependencies=[soc2kit.public("test route")])
     async def number(number: int) -> dict[str, int]:
         return {"number": number}
 
-    @sub.get("/boom")
+    @sub.get("/boom", dependencies=[soc2kit.public("test route")])
     async def boom(request: Request) -> None:
         raise RuntimeError(f"failed for {request.headers['x-card']}")
 

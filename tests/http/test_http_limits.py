@@ -22,12 +22,12 @@ class Note(BaseModel):
 
 def body_routes(seen: list[int]) -> Any:
     def declare(app: FastAPI, kit: soc2kit.Kit) -> None:
-        @app.post("/items/{item_id}")
+        @app.post("/items/{item_id}", dependencies=[soc2kit.public("test route")])
         async def create(item_id: int, note: Note) -> dict[str, int]:
             seen.append(len(note.text))
             return {"item_id": item_id}
 
-        @app.post("/upload/{upload_id}")
+        @app.post("/upload/{upload_id}", dependencies=[soc2kit.public("test route")])
         async def upload(upload_id: int, request: Request) -> dict[str, int]:
             async for chunk in request.stream():
                 seen.append(len(chunk))
@@ -203,7 +203,7 @@ def test_repeated_identical_content_length_is_accepted(
 
 
 def rate_routes(app: FastAPI, kit: soc2kit.Kit) -> None:
-    @app.get("/items/{item_id}")
+    @app.get("/items/{item_id}", dependencies=[soc2kit.public("test route")])
     async def read(item_id: int) -> dict[str, int]:
         return {"item_id": item_id}
 

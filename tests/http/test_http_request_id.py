@@ -13,7 +13,7 @@ from soc2kit import current_request_id
 
 
 def routes(app: FastAPI, kit: soc2kit.Kit) -> None:
-    @app.get("/items/{item_id}")
+    @app.get("/items/{item_id}", dependencies=[soc2kit.public("test route")])
     async def read(item_id: int) -> dict[str, str | None]:
         return {"seen": current_request_id()}
 

@@ -9,9 +9,11 @@ import pytest
 from fastapi import FastAPI, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
+import soc2kit
+
 
 def ws_routes(app: FastAPI, kit: Any) -> None:
-    @app.websocket("/ws/{room}")
+    @app.websocket("/ws/{room}", dependencies=[soc2kit.public("test route")])
     async def room(websocket: WebSocket, room: str) -> None:
         if room == "closed":
             await websocket.close(code=1008)
@@ -45,8 +47,9 @@ def test_refused_connection_is_audited_as_denied(make_client: Any, audit_rows: A
 
 def test_bad_host_refuses_the_handshake(make_client: Any, audit_rows: Any) -> None:
     client, kit = make_client(ws_routes)
-    with pytest.raises(WebSocketDisconnect) as info, client.websocket_connect(
-        "/ws/lobby", headers={"host": "evil.example"}
+    with (
+        pytest.raises(WebSocketDisconnect) as info,
+        client.websocket_connect("/ws/lobby", headers={"host": "evil.example"}),
     ):
         pass
     assert info.value.code == 1008

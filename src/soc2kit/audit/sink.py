@@ -16,7 +16,7 @@ import time
 from typing import Protocol
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from soc2kit.audit.events import AuditEvent
 from soc2kit.db.schema import audit_events
@@ -33,6 +33,9 @@ class AuditSink(Protocol):
 
     def try_submit(self, event: AuditEvent, payload: str) -> bool:
         """Store ``event`` if that needs no waiting; False when the caller must wait."""
+
+    def write_in(self, conn: Connection, event: AuditEvent, payload: str) -> None:
+        """Write ``event`` on ``conn``, inside the caller's transaction."""
 
     def flush(self, timeout: float = 10.0) -> None: ...
 
@@ -70,6 +73,10 @@ class SqlAuditSink:
                 self._lock.notify_all()
             return False
         return True
+
+    def write_in(self, conn: Connection, event: AuditEvent, payload: str) -> None:
+        # Same transaction as the change it describes: both commit or neither.
+        conn.execute(sa.insert(audit_events), [_row(event, payload)])
 
     def _reserve(self) -> None:
         with self._lock:
@@ -159,20 +166,20 @@ class SqlAuditSink:
         return batch
 
     def _write(self, batch: list[tuple[AuditEvent, str]]) -> None:
-        rows = [
-            {
-                "event_id": e.event_id,
-                "occurred_at": e.occurred_at,
-                "event_type": e.event_type,
-                "action": e.action,
-                "outcome": e.outcome,
-                "actor_id": e.actor_id,
-                "request_id": e.request_id,
-                "resource_type": e.resource_type,
-                "resource_id": e.resource_id,
-                "event": payload,
-            }
-            for e, payload in batch
-        ]
         with self._engine.begin() as conn:
-            conn.execute(sa.insert(audit_events), rows)
+            conn.execute(sa.insert(audit_events), [_row(e, payload) for e, payload in batch])
+
+
+def _row(e: AuditEvent, payload: str) -> dict[str, object]:
+    return {
+        "event_id": e.event_id,
+        "occurred_at": e.occurred_at,
+        "event_type": e.event_type,
+        "action": e.action,
+        "outcome": e.outcome,
+        "actor_id": e.actor_id,
+        "request_id": e.request_id,
+        "resource_type": e.resource_type,
+        "resource_id": e.resource_id,
+        "event": payload,
+    }

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
+from sqlalchemy.engine import Connection
 
 from soc2kit._ids import uuid7
 from soc2kit.audit.events import OUTCOMES, AuditEvent, canonical_json, sanitize_text, sanitize_value
@@ -156,6 +157,39 @@ class AuditTrail:
         if self._settings.audit_log_events and audit_log.isEnabledFor(logging.INFO):
             audit_log.info(payload)
         return event, payload
+
+    def record_in(
+        self,
+        conn: Connection,
+        event_type: str,
+        *,
+        action: str,
+        outcome: str,
+        actor: Principal | str | None = None,
+        resource_type: str | None = None,
+        resource_id: str | int | None = None,
+        reason: str | None = None,
+        changes: dict[str, Any] | None = None,
+        **extra: Any,
+    ) -> AuditEvent:
+        """:meth:`record` inside the caller's transaction on ``conn``.
+
+        Used for changes that must not exist without their record (policy,
+        keys): if the transaction rolls back, so does the event.
+        """
+        event, payload = self._build(
+            event_type,
+            action=action,
+            outcome=outcome,
+            actor=actor,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            reason=reason,
+            changes=changes,
+            **extra,
+        )
+        self._sink.write_in(conn, event, payload)
+        return event
 
     def flush(self, timeout: float = 10.0) -> None:
         """Block until every recorded event is stored (raises AuditWriteError)."""

@@ -20,3 +20,6 @@ class Principal:
     token_id: str | None = None
     scopes: frozenset[str] = field(default_factory=frozenset)
     expires_at: int | None = None
+    token_roles: frozenset[str] | None = None
+    """Roles the credential itself carried; None when the principal was built by hand
+    (then every role in ``roles`` counts as carried by the caller)."""

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+import anyio.to_thread
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
+from soc2kit.authn.credentials import NoCredentialsError, failure_audit_fields
 from soc2kit.authn.principal import Principal
+from soc2kit.authz.model import WILDCARD
 from soc2kit.context import current_request
-from soc2kit.errors import AuthenticationError
+from soc2kit.errors import AuthenticationError, PolicyUnavailableError
 from soc2kit.http.errors import ApiError
 
 if TYPE_CHECKING:
@@ -27,19 +31,6 @@ def kit_for(conn: HTTPConnection) -> Kit:
     return kit  # type: ignore[no-any-return]
 
 
-def bearer_credentials(conn: HTTPConnection) -> str | None:
-    """The bearer token of the request (never from the query string)."""
-    values = conn.headers.getlist("authorization")
-    if not values:
-        return None
-    if len(values) > 1:
-        raise AuthenticationError("multiple Authorization headers")
-    scheme, _, token = values[0].partition(" ")
-    if scheme.lower() != "bearer" or not token.strip() or " " in token.strip():
-        raise AuthenticationError("not a bearer credential")
-    return token.strip()
-
-
 def require(resource: str, action: str) -> Any:
     """A dependency that authenticates the caller and checks ``action`` on ``resource``.
 
@@ -53,16 +44,7 @@ def require(resource: str, action: str) -> Any:
     async def soc2kit_require(conn: HTTPConnection) -> Principal:
         kit = kit_for(conn)
         principal = await authenticate(kit, conn)
-        if not kit.policy.allowed(principal, resource, action):
-            await kit.audit.arecord(
-                "authz.denied",
-                action=action,
-                outcome="denied",
-                actor=principal,
-                resource_type=resource,
-                reason="no matching permission",
-            )
-            raise ApiError(403, "forbidden")
+        await authorize_route(kit, principal, resource, action)
         return principal
 
     setattr(soc2kit_require, PERMISSION_ATTR, (resource, action))
@@ -72,41 +54,68 @@ def require(resource: str, action: str) -> Any:
 async def authenticate(kit: Kit, conn: HTTPConnection) -> Principal:
     """Verify the request's credentials, attach the principal to the request context."""
     try:
-        token = bearer_credentials(conn)
-        if token is None:
-            raise ApiError(401, "unauthorized", headers={"WWW-Authenticate": "Bearer"})
-        verified = kit.tokens.verify(token)
+        # Bearer JWT or API key, cached verification, revocation checked every time.
+        verified = await kit.authenticator.aauthenticate(conn.headers)
+    except NoCredentialsError:
+        await kit.audit.arecord(
+            "authn.failure", action="authenticate", outcome="failure", reason="no credentials"
+        )
+        raise ApiError(401, "unauthorized", headers={"WWW-Authenticate": "Bearer"}) from None
     except AuthenticationError as exc:
         await kit.audit.arecord(
-            "authn.failure", action="authenticate", outcome="failure", reason=exc.reason
+            "authn.failure",
+            action="authenticate",
+            outcome="failure",
+            reason=exc.reason,
+            **failure_audit_fields(exc),
         )
         raise ApiError(
             401, "invalid_token", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
         ) from None
-    except ApiError:
-        await kit.audit.arecord(
-            "authn.failure", action="authenticate", outcome="failure", reason="no credentials"
-        )
-        raise
-    stored = kit.policy.roles_for(verified.subject)
-    principal = (
-        verified
-        if not stored
-        else Principal(
-            subject=verified.subject,
-            issuer=verified.issuer,
-            roles=verified.roles | stored,
-            tenant=verified.tenant,
-            auth_method=verified.auth_method,
-            token_id=verified.token_id,
-            scopes=verified.scopes,
-            expires_at=verified.expires_at,
-        )
-    )
+    stored = kit.policy.roles_for(verified.subject, verified.tenant or WILDCARD)
+    principal = replace(verified, roles=verified.roles | stored, token_roles=verified.roles)
     ctx = current_request()
     if ctx is not None:
         ctx.principal = principal
     return principal
+
+
+async def authorize_route(kit: Kit, principal: Principal, resource: str, action: str) -> None:
+    """The route-level decision: 403 when denied, 503 when the policy is stale."""
+    try:
+        decision = kit.policy.check(principal, resource, action)
+    except PolicyUnavailableError:
+        await kit.audit.arecord(
+            "authz.unavailable",
+            action=action,
+            outcome="error",
+            actor=principal,
+            resource_type=resource,
+            reason="policy could not be confirmed fresh",
+        )
+        raise ApiError(503, "policy_unavailable") from None
+    if not decision.allowed:
+        await kit.audit.arecord(
+            "authz.denied",
+            action=action,
+            outcome="denied",
+            actor=principal,
+            resource_type=resource,
+            reason=decision.reason,
+        )
+        raise ApiError(403, "forbidden")
+    if decision.source == "break_glass":
+        await kit.audit.arecord(
+            "authz.break_glass.use",
+            action=action,
+            outcome="success",
+            actor=principal,
+            resource_type=resource,
+            reason="access through a break-glass grant",
+            role=decision.role,
+        )
+    if kit.policy.note_use(principal):
+        await anyio.to_thread.run_sync(kit.policy.write_use, principal)
 
 
 def public(reason: str) -> Any:

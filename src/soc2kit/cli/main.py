@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.table import Table
 
 from soc2kit._version import __version__
+from soc2kit.cli.apikeys import apikeys_app
+from soc2kit.cli.routes import routes as routes_command
 from soc2kit.errors import ConfigurationError, InsecureConfigurationError, Soc2kitError
 
 app = typer.Typer(
@@ -24,6 +26,18 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="soc2kit's own database tables.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(apikeys_app, name="apikeys")
+
+
+def _register_subcommands() -> None:
+    from soc2kit.cli.access import policy_app, principals_app, review_app
+
+    app.add_typer(policy_app, name="policy")
+    app.add_typer(principals_app, name="principals")
+    app.add_typer(review_app, name="access-review")
+
+
+_register_subcommands()
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -141,6 +155,9 @@ def demo(
     from soc2kit.cli.demo import run_demo
 
     run_demo(app_ref, host, port, out)
+
+
+app.command("routes")(routes_command)
 
 
 def main(argv: list[str] | None = None) -> None:

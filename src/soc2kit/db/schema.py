@@ -129,6 +129,7 @@ subject_activity = sa.Table(
     metadata,
     sa.Column("subject", sa.String(256), primary_key=True),
     sa.Column("auth_method", sa.String(16), nullable=False),
+    sa.Column("token_roles", sa.Text(), nullable=True),  # JSON list seen in the last token
     _ts("first_seen_at"),
     _ts("last_seen_at"),
 )

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount
+from starlette.websockets import WebSocket
 
 from soc2kit.audit.events import sanitize_text
 from soc2kit.context import current_request
@@ -38,8 +39,13 @@ def _request_id(request: Request) -> str | None:
     return value if isinstance(value, str) else None
 
 
-async def http_exception_handler(request: Request, exc: Exception) -> Response:
+async def http_exception_handler(request: Request, exc: Exception) -> Response | None:
     assert isinstance(exc, HTTPException)
+    if isinstance(request, WebSocket):
+        # No HTTP answer on a WebSocket (Starlette would send a denial response the
+        # audit cannot see): close it, 1008 for a refusal, 1011 for a server error.
+        await request.close(code=1011 if exc.status_code >= 500 else 1008)
+        return None
     code = exc.code if isinstance(exc, ApiError) else error_code(exc.status_code)
     body: dict[str, Any] = {"error": code, "request_id": _request_id(request)}
     detail = exc.detail
@@ -119,7 +125,9 @@ async def internal_error_handler(request: Request, exc: Exception) -> Response:
 
 
 def install_handlers(app: Starlette) -> None:
-    app.add_exception_handler(HTTPException, http_exception_handler)
+    # One handler for both kinds of connection (Starlette types them apart).
+    handler: Any = http_exception_handler
+    app.add_exception_handler(HTTPException, handler)
     app.add_exception_handler(RequestValidationError, validation_exception_handler)
 
 
@@ -129,8 +137,12 @@ def cover_mounted_apps(app: Starlette) -> None:
     Covers the mounts present when called (install() and app start-up call it),
     as long as the mounted app has not served a request yet.
     """
+    from soc2kit.authz.mounts import DeclaredApp  # avoids an import cycle
+
     for route in app.router.routes:
         sub = getattr(route, "app", None)
+        if isinstance(sub, DeclaredApp):  # public_app()/protected_app() wrap the app
+            sub = sub.app
         if isinstance(route, Mount) and isinstance(sub, Starlette) and sub.middleware_stack is None:
             install_handlers(sub)
             sub.add_exception_handler(Exception, internal_error_handler)

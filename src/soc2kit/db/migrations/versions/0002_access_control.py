@@ -7,6 +7,8 @@ Create Date: 2026-11-26
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -92,17 +94,24 @@ def upgrade() -> None:
         sa.Column("reason", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("subject", name="pk_soc2kit_revoked_principals"),
     )
-    op.create_table(
+    revision_table = op.create_table(
         "soc2kit_policy_revision",
         sa.Column("id", sa.Integer(), autoincrement=False, nullable=False),
         sa.Column("revision", sa.BigInteger(), nullable=False),
         _ts("updated_at"),
         sa.PrimaryKeyConstraint("id", name="pk_soc2kit_policy_revision"),
     )
+    # One row, created here so that every writer can UPDATE it (a row lock
+    # that serialises policy writers and keeps revisions strictly increasing).
+    op.bulk_insert(
+        revision_table,
+        [{"id": 1, "revision": 0, "updated_at": datetime(2026, 1, 1, tzinfo=UTC)}],
+    )
     op.create_table(
         "soc2kit_subject_activity",
         sa.Column("subject", sa.String(256), nullable=False),
         sa.Column("auth_method", sa.String(16), nullable=False),
+        sa.Column("token_roles", sa.Text(), nullable=True),
         _ts("first_seen_at"),
         _ts("last_seen_at"),
         sa.PrimaryKeyConstraint("subject", name="pk_soc2kit_subject_activity"),
