@@ -80,31 +80,10 @@ class AuditTrail:
         self._sink.submit(event, payload)
         return event
 
-    async def arecord(
-        self,
-        event_type: str,
-        *,
-        action: str,
-        outcome: str,
-        actor: Principal | str | None = None,
-        resource_type: str | None = None,
-        resource_id: str | int | None = None,
-        reason: str | None = None,
-        changes: dict[str, Any] | None = None,
-        **extra: Any,
-    ) -> AuditEvent:
-        """:meth:`record` for async code: a saturated sink delays this caller only."""
-        event, payload = self._build(
-            event_type,
-            action=action,
-            outcome=outcome,
-            actor=actor,
-            resource_type=resource_type,
-            resource_id=resource_id,
-            reason=reason,
-            changes=changes,
-            **extra,
-        )
+    async def arecord(self, event_type: str, **fields: Any) -> AuditEvent:
+        """:meth:`record` (same arguments) for async code: a saturated sink delays
+        this caller only."""
+        event, payload = self._build(event_type, **fields)
         if not self._sink.try_submit(event, payload):
             await anyio.to_thread.run_sync(self._sink.submit, event, payload)
         return event
@@ -158,36 +137,13 @@ class AuditTrail:
             audit_log.info(payload)
         return event, payload
 
-    def record_in(
-        self,
-        conn: Connection,
-        event_type: str,
-        *,
-        action: str,
-        outcome: str,
-        actor: Principal | str | None = None,
-        resource_type: str | None = None,
-        resource_id: str | int | None = None,
-        reason: str | None = None,
-        changes: dict[str, Any] | None = None,
-        **extra: Any,
-    ) -> AuditEvent:
-        """:meth:`record` inside the caller's transaction on ``conn``.
+    def record_in(self, conn: Connection, event_type: str, **fields: Any) -> AuditEvent:
+        """:meth:`record` (same arguments) inside the caller's transaction on ``conn``.
 
         Used for changes that must not exist without their record (policy,
         keys): if the transaction rolls back, so does the event.
         """
-        event, payload = self._build(
-            event_type,
-            action=action,
-            outcome=outcome,
-            actor=actor,
-            resource_type=resource_type,
-            resource_id=resource_id,
-            reason=reason,
-            changes=changes,
-            **extra,
-        )
+        event, payload = self._build(event_type, **fields)
         self._sink.write_in(conn, event, payload)
         return event
 

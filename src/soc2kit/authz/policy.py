@@ -186,13 +186,7 @@ class Policy:
         reason: str | None = None,
     ) -> bool:
         """Allow ``role`` to perform ``action`` on ``resource`` in ``tenant``. True when new."""
-        g = Grant(
-            check_name(role, "role"),
-            check_name(resource, "resource"),
-            check_name(action, "action"),
-            check_name(tenant, "tenant", tenant=True),
-        )
-        row = {"role": g.role, "resource": g.resource, "action": g.action, "tenant": g.tenant}
+        g, row = _grant(role, resource, action, tenant)
         with self._change() as conn:
             if conn.execute(sa.select(policy_grants.c.id).filter_by(**row)).first():
                 return False
@@ -229,13 +223,7 @@ class Policy:
         actor: Actor = None,
         reason: str | None = None,
     ) -> bool:
-        g = Grant(
-            check_name(role, "role"),
-            check_name(resource, "resource"),
-            check_name(action, "action"),
-            check_name(tenant, "tenant", tenant=True),
-        )
-        row = {"role": g.role, "resource": g.resource, "action": g.action, "tenant": g.tenant}
+        g, row = _grant(role, resource, action, tenant)
         with self._change() as conn:
             if not conn.execute(sa.delete(policy_grants).filter_by(**row)).rowcount:
                 return False
@@ -919,6 +907,16 @@ class Policy:
             revision=None,
             **extra,
         )
+
+
+def _grant(role: str, resource: str, action: str, tenant: str) -> tuple[Grant, dict[str, str]]:
+    g = Grant(
+        check_name(role, "role"),
+        check_name(resource, "resource"),
+        check_name(action, "action"),
+        check_name(tenant, "tenant", tenant=True),
+    )
+    return g, {"role": g.role, "resource": g.resource, "action": g.action, "tenant": g.tenant}
 
 
 def _future(value: datetime | None) -> datetime | None:
