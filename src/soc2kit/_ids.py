@@ -18,6 +18,16 @@ def uuid7() -> uuid.UUID:
     if _stdlib_uuid7 is not None:  # pragma: no cover - Python 3.14+
         result: uuid.UUID = _stdlib_uuid7()
         return result
+    return uuid.UUID(int=_uuid7_int())
+
+
+def uuid7_str() -> str:
+    """``str(uuid7())`` without building a UUID object (it is on every request's path)."""
+    h = f"{_uuid7_int():032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _uuid7_int() -> int:
     ms = time.time_ns() // 1_000_000
     rand = int.from_bytes(os.urandom(10), "big")
     value = (ms & 0xFFFF_FFFF_FFFF) << 80
@@ -25,4 +35,4 @@ def uuid7() -> uuid.UUID:
     value |= ((rand >> 62) & 0xFFF) << 64  # rand_a (12 bits)
     value |= 0b10 << 62  # variant
     value |= rand & 0x3FFF_FFFF_FFFF_FFFF  # rand_b (62 bits)
-    return uuid.UUID(int=value)
+    return value

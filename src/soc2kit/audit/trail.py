@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import anyio.to_thread
 from sqlalchemy.engine import Connection
 
-from soc2kit._ids import uuid7
+from soc2kit._ids import uuid7_str
 from soc2kit.audit.events import OUTCOMES, AuditEvent, canonical_json, sanitize_text, sanitize_value
 from soc2kit.audit.sink import AuditSink
 from soc2kit.context import current_request
@@ -110,7 +110,7 @@ class AuditTrail:
         actor_type, actor_id, tenant_id, roles = self._actor(actor)
         text = self._text
         event = AuditEvent(
-            event_id=str(uuid7()),
+            event_id=uuid7_str(),
             occurred_at=datetime.now(UTC),
             event_type=text(event_type, 100) or "unknown",
             action=text(action, 100) or "unknown",

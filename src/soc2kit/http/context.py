@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from soc2kit._ids import uuid7
+from soc2kit._ids import uuid7_str
 from soc2kit.context import RequestContext, _enter, _exit
 from soc2kit.http.headers import HeaderList
 from soc2kit.http.responses import send_error
@@ -141,7 +141,7 @@ class RequestContextMiddleware:
             request_id = inbound.decode("ascii")
             rejected_rid = False
         else:
-            request_id = str(uuid7())
+            request_id = uuid7_str()
             rejected_rid = inbound is not None
         client_ip = self.proxies.resolve(scope, headers)
         is_ws = scope["type"] == "websocket"

@@ -168,6 +168,8 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        # Counted even when the headers promise no body: the limit must not
+        # depend on the server enforcing HTTP framing.
         lengths = [v for k, v in scope["headers"] if k == b"content-length"]
         if lengths:
             if len(set(lengths)) != 1 or not lengths[0].isdigit():
