@@ -22,7 +22,11 @@ from soc2kit.authz.gate import GateMiddleware
 from soc2kit.authz.inventory import check_coverage
 from soc2kit.authz.objects import ObjectAccessDenied, SelectT, check_object, tenant_filter
 from soc2kit.authz.policy import Policy
-from soc2kit.errors import ConfigurationError, InsecureConfigurationError
+from soc2kit.errors import (
+    ConfigurationError,
+    InsecureConfigurationError,
+    PolicyUnavailableError,
+)
 from soc2kit.http import headers as security_headers
 from soc2kit.http.context import ProxyResolver, RequestContextMiddleware
 from soc2kit.http.errors import ApiError, cover_mounted_apps, install_handlers
@@ -105,13 +109,20 @@ class Kit:
         Raises ApiError 404 (or 403, per ``object_denied_status``) and audits the
         denial, so callers cannot tell an object they may not see from a missing one.
         """
+        decisions: list[Any] = []
+
+        def allowed(p: Principal, res: str, act: str, tenant: str | None = None) -> bool:
+            decision = self.policy.check(p, res, act, tenant)
+            decisions.append(decision)
+            return bool(decision.allowed)
+
         try:
             if obj is None:
-                if not self.policy.allowed(principal, resource, action):
+                if not allowed(principal, resource, action):
                     raise ObjectAccessDenied("no permission for this resource")
             else:
                 check_object(
-                    self.policy.allowed,
+                    allowed,
                     principal,
                     resource,
                     action,
@@ -119,6 +130,16 @@ class Kit:
                     tenant_attr=tenant_attr,
                     owner_attr=owner_attr,
                 )
+        except PolicyUnavailableError:
+            self.audit.record(
+                "authz.unavailable",
+                action=action,
+                outcome="error",
+                actor=principal,
+                resource_type=resource,
+                reason="policy could not be confirmed fresh",
+            )
+            raise ApiError(503, "policy_unavailable") from None
         except ObjectAccessDenied as exc:
             self.audit.record(
                 "authz.denied",
@@ -131,6 +152,16 @@ class Kit:
             )
             status = self.settings.object_denied_status
             raise ApiError(status, "not_found" if status == 404 else "forbidden") from None
+        if any(d.source == "break_glass" for d in decisions if d.allowed):
+            self.audit.record(
+                "authz.break_glass.use",
+                action=action,
+                outcome="success",
+                actor=principal,
+                resource_type=resource,
+                resource_id=_object_id(obj),
+                reason="access through a break-glass grant",
+            )
 
     def tenant_filter(self, statement: SelectT, column: Any, principal: Principal) -> SelectT:
         """Add ``column == principal.tenant`` to a SQLAlchemy select (fails closed)."""

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import limits
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Environment = Literal["development", "test", "production"]
@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     policy_poll_seconds: float = Field(default=5.0, gt=0, le=300)
     policy_max_staleness_seconds: float = Field(default=60.0, gt=0, le=3600)
     break_glass_max_ttl_seconds: int = Field(default=4 * 3600, ge=60, le=7 * 86400)
-    object_denied_status: Literal[403, 404] = 404
+    object_denied_status: int = 404
 
     # HTTP.
     allowed_hosts: CsvList = Field(default_factory=lambda: list(DEFAULT_ALLOWED_HOSTS))
@@ -156,6 +156,20 @@ class Settings(BaseSettings):
             except ValueError as exc:
                 raise ValueError(f"not an IP address or network: {item!r}") from exc
         return value
+
+    @field_validator("object_denied_status")
+    @classmethod
+    def _denied_status(cls, value: int) -> int:
+        if value not in (403, 404):
+            raise ValueError("object_denied_status is 403 or 404")
+        return value
+
+    @model_validator(mode="after")
+    def _poll_within_staleness(self) -> Settings:
+        if self.policy_poll_seconds >= self.policy_max_staleness_seconds:
+            # Otherwise every decision between two polls would be refused as stale.
+            raise ValueError("policy_poll_seconds must be below policy_max_staleness_seconds")
+        return self
 
     @field_validator("request_id_header")
     @classmethod

@@ -447,3 +447,31 @@ def test_static_jwks_refuses_symmetric_keys(tmp_path: Path) -> None:
         TokenVerifier(Settings(environment="test", data_dir=tmp_path, jwks=oct_set))
     with pytest.raises(ValueError):
         import_keys(oct_set, strict=False)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://169.254.169.254/jwks",
+        "https://[::ffff:169.254.169.254]/jwks",
+        "https://2852039166/jwks",
+        "https://0xa9.0xfe.0xa9.0xfe/jwks",
+        "https://0251.0376.0251.0376/jwks",
+        "https://[fe80::1]/jwks",
+        "https://0.0.0.0/jwks",
+    ],
+)
+def test_metadata_address_spellings_are_refused(url: str) -> None:
+    from soc2kit.authn.jwks import FetchError, fetch_json, url_problem
+
+    assert url_problem(url, allow_loopback_http=True) is not None
+    with pytest.raises(FetchError):
+        fetch_json(url, allow_loopback_http=True)
+
+
+def test_names_resolving_to_link_local_are_refused() -> None:
+    from soc2kit.authn.jwks import resolved_problem
+
+    # "localhost" resolves to loopback: allowed here; the check is about link-local.
+    assert resolved_problem("localhost") is None
+    assert resolved_problem("169.254.169.254") is not None

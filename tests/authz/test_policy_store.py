@@ -350,7 +350,9 @@ def test_object_level_checks(kit: soc2kit.Kit) -> None:
 
 def test_stale_policy_fails_closed(tmp_path: Path) -> None:
     db = tmp_path / "p.db"
-    kit = make_kit(f"sqlite:///{db}", tmp_path, policy_max_staleness_seconds=0.3)
+    kit = make_kit(
+        f"sqlite:///{db}", tmp_path, policy_max_staleness_seconds=0.3, policy_poll_seconds=0.1
+    )
     kit.policy.grant("clerk", "invoices", "read")
     assert kit.policy.allowed(user("a", "clerk"), "invoices", "read")
     kit.engine.dispose()
@@ -429,3 +431,108 @@ def test_two_replicas_see_a_revoke_within_two_seconds(database_url: str, tmp_pat
 def test_grants_returns_records(kit: soc2kit.Kit) -> None:
     kit.policy.grant("r", "res", "act", tenant="t")
     assert kit.policy.grants() == [Grant("r", "res", "act", "t")]
+
+
+def test_inheritance_cannot_bypass_separation_of_duties(kit: soc2kit.Kit) -> None:
+    p = kit.policy
+    p.declare_conflict("maker", "checker")
+    p.assign("carol", "maker")
+    p.assign("carol", "helper")
+    with pytest.raises(SegregationOfDutiesError):
+        p.inherit("helper", "checker")  # would give carol checker through helper
+    assert not p.check(user("carol"), "x", "y").allowed
+    assert "checker" not in p._index.ancestors("helper")
+    denied = [e for e in events(kit, "authz.role.inherit") if e["outcome"] == "denied"]
+    assert len(denied) == 1 and "carol" in denied[0]["reason"]
+
+
+def test_policy_events_carry_the_revision_they_produced(kit: soc2kit.Kit) -> None:
+    kit.policy.grant("a", "r", "x")
+    kit.policy.assign("s", "a")
+    revisions = [e["extra"]["revision"] for e in events(kit, "authz.")]
+    assert revisions == [kit.policy.revision - 1, kit.policy.revision]
+
+
+def test_standing_assignment_expiry_is_swept_and_audited(kit: soc2kit.Kit) -> None:
+    kit.policy.assign("temp", "clerk", expires_at=datetime.now(UTC) + timedelta(seconds=1))
+    time.sleep(1.2)
+    assert kit.policy.sweep_expired() == 1
+    assert kit.policy.assignments("temp") == []
+    (expired,) = events(kit, "authz.role.expire")
+    assert expired["resource_id"] == "temp" and expired["actor_id"] == "system"
+
+
+def test_break_glass_can_end_early(kit: soc2kit.Kit) -> None:
+    kit.policy.grant("dba", "db", "admin")
+    kit.policy.break_glass("oncall", "dba", 600, "outage", "INC-9", approver="lead")
+    with pytest.raises(PolicyError):
+        kit.policy.end_break_glass("oncall", "dba", reason=" ")
+    assert kit.policy.end_break_glass("oncall", "dba", reason="resolved", actor="lead")
+    assert not kit.policy.allowed(user("oncall"), "db", "admin")
+    assert events(kit, "authz.break_glass.end")[0]["actor_id"] == "lead"
+
+
+def test_revocation_needs_a_reason(kit: soc2kit.Kit) -> None:
+    with pytest.raises(PolicyError):
+        kit.policy.revoke_principal("x", reason="")
+    with pytest.raises(ValueError):
+        kit.policy.reinstate_principal("bad\nname", reason="r")
+
+
+def test_import_checks_every_line_before_applying_any(kit: soc2kit.Kit) -> None:
+    text = "p, role:clerk, *, invoices, read\ng, user:alice, role:clerk, acme\np, nonsense\n"
+    with pytest.raises(PolicyError, match="line 3"):
+        kit.policy.import_csv(text)
+    assert kit.policy.grants() == [] and kit.policy.assignments() == []
+
+
+def test_access_review_lists_api_keys_and_revoked_subjects(kit: soc2kit.Kit) -> None:
+    kit.policy.assign("alice", "clerk")
+    kit.policy.revoke_principal("alice", reason="left")
+    key_id, _secret = kit.api_keys.create(
+        "svc-billing", ["billing-writer"], expires_in=timedelta(days=30), created_by="ops"
+    )[:2]
+    rows = {(r.subject, r.role, r.source): r for r in kit.policy.access_review()}
+    assert rows[("alice", "clerk", "store")].revoked is True
+    key_row = rows[("svc-billing", "billing-writer", "api_key")]
+    assert key_row.granted_by == "ops" and key_id in str(key_row.reason)
+    assert key_row.last_seen_at is None  # never used, still listed
+
+
+def test_kit_authorize_fails_closed_when_the_policy_is_stale(tmp_path: Path) -> None:
+    db = tmp_path / "p.db"
+    kit = make_kit(
+        f"sqlite:///{db}", tmp_path, policy_max_staleness_seconds=0.3, policy_poll_seconds=0.1
+    )
+    kit.policy.grant("clerk", "invoices", "read")
+    kit.engine.dispose()
+    db.rename(tmp_path / "gone.db")
+    (tmp_path / "p.db").mkdir()
+    time.sleep(0.4)
+    with pytest.raises(soc2kit.http.ApiError) as info:
+        kit.authorize(user("a", "clerk"), "invoices", "read")
+    assert info.value.status_code == 503
+
+
+def test_missing_tenant_attribute_fails_closed(kit: soc2kit.Kit) -> None:
+    class Doc:
+        id = 1
+        tenant = "acme"  # not "tenant_id": a misspelt attribute must not skip the check
+
+    kit.policy.grant("reader", "docs", "read")
+    with pytest.raises(soc2kit.http.ApiError):
+        kit.authorize(user("a", "reader", tenant="globex"), "docs", "read", Doc())
+    kit.authorize(user("a", "reader", tenant="acme"), "docs", "read", Doc(), tenant_attr="tenant")
+
+
+def test_object_denied_status_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOC2KIT_OBJECT_DENIED_STATUS", "403")
+    assert soc2kit.Settings().object_denied_status == 403
+    monkeypatch.setenv("SOC2KIT_OBJECT_DENIED_STATUS", "500")
+    with pytest.raises(ValueError):
+        soc2kit.Settings()
+
+
+def test_poll_interval_must_be_below_the_staleness_bound() -> None:
+    with pytest.raises(ValueError):
+        soc2kit.Settings(policy_poll_seconds=60, policy_max_staleness_seconds=30)

@@ -144,21 +144,23 @@ class ApiKeyStore:
                     expires_at=expires_at,
                 )
             )
-        self._audit.record(
-            "apikey.created",
-            action="create",
-            outcome="success",
-            actor=created_by or "system",
-            resource_type="api_key",
-            resource_id=key_id,
-            changes={
-                "subject": subject,
-                "roles": role_list,
-                "tenant": tenant,
-                "expires_at": expires_at,
-                "description": description,
-            },
-        )
+            # In the key's own transaction: no key exists without its record.
+            self._audit.record_in(
+                conn,
+                "apikey.created",
+                action="create",
+                outcome="success",
+                actor=created_by or "system",
+                resource_type="api_key",
+                resource_id=key_id,
+                changes={
+                    "subject": subject,
+                    "roles": role_list,
+                    "tenant": tenant,
+                    "expires_at": expires_at,
+                    "description": description,
+                },
+            )
         return key_id, f"{API_KEY_PREFIX}{key_id}_{secret}"
 
     def revoke(self, key_id: str, revoked_by: str | None, reason: str) -> bool:
@@ -179,16 +181,17 @@ class ApiKeyStore:
                 .where(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None))
                 .values(revoked_at=now, revoked_by=revoked_by)
             )
-        self._audit.record(
-            "apikey.revoked",
-            action="revoke",
-            outcome="success",
-            actor=revoked_by or "system",
-            resource_type="api_key",
-            resource_id=key_id,
-            reason=reason,
-            changes={"subject": row.subject, "revoked": {"old": False, "new": True}},
-        )
+            self._audit.record_in(
+                conn,
+                "apikey.revoked",
+                action="revoke",
+                outcome="success",
+                actor=revoked_by or "system",
+                resource_type="api_key",
+                resource_id=key_id,
+                reason=reason,
+                changes={"subject": row.subject, "revoked": {"old": False, "new": True}},
+            )
         return True
 
     def list(self) -> builtins.list[ApiKeyInfo]:

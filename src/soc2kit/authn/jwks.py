@@ -20,6 +20,7 @@ import http.client
 import ipaddress
 import json
 import logging
+import socket
 import ssl
 import threading
 import time
@@ -52,11 +53,47 @@ class FetchError(Exception):
 # URL policy ----------------------------------------------------------------------
 
 
-def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _ip(host: str) -> IPAddress | None:
+    """``host`` as an address, however it is spelled, or None for a name.
+
+    The C resolver also accepts legacy IPv4 spellings (``2852039166``,
+    ``0xa9.0xfe.0xa9.0xfe``) and IPv4-mapped IPv6; all are normalised so that
+    none of them can slip a metadata address past the checks below.
+    """
     try:
-        return ipaddress.ip_address(host)
+        ip = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
-        return None
+        try:
+            ip = ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def _forbidden(ip: IPAddress) -> bool:
+    return ip.is_link_local or ip.is_unspecified or ip.is_multicast
+
+
+def resolved_problem(host: str) -> str | None:
+    """Refuse a host name that resolves to a link-local (metadata) address.
+
+    Checked right before each fetch. A resolver that answers differently a
+    moment later (DNS rebinding) is not prevented; see docs/access-control.md.
+    """
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except OSError:
+        return None  # the fetch itself reports the failure
+    for info in infos:
+        ip = _ip(str(info[4][0]).split("%")[0])
+        if ip is not None and _forbidden(ip):
+            return "resolves to a link-local, unspecified or multicast address"
+    return None
 
 
 def url_problem(url: str, *, allow_loopback_http: bool) -> str | None:
@@ -76,7 +113,7 @@ def url_problem(url: str, *, allow_loopback_http: bool) -> str | None:
     if not host:
         return "has no host"
     ip = _ip(host)
-    if ip is not None and (ip.is_link_local or ip.is_unspecified or ip.is_multicast):
+    if ip is not None and _forbidden(ip):
         return "points at a link-local, unspecified or multicast address"
     if parts.scheme == "https":
         return None
@@ -110,6 +147,9 @@ def fetch_json(
 ) -> Any:
     """GET ``url`` and parse JSON: 200 only, no redirects, bounded in time and size."""
     problem = url_problem(url, allow_loopback_http=allow_loopback_http)
+    host = urlsplit(url).hostname or ""
+    if problem is None and _ip(host) is None:
+        problem = resolved_problem(host)
     if problem is not None:
         raise FetchError(f"key URL {problem}")
     request = urllib.request.Request(  # noqa: S310 - scheme checked by url_problem

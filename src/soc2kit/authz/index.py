@@ -6,18 +6,33 @@ compiled once per revision into dictionaries (permission -> roles per tenant,
 role -> transitive ancestors, subject -> assignments), so a decision costs
 O(roles of the caller), independent of policy size. Changes made through this
 process are applied incrementally; other replicas' changes arrive by reload.
+
+Concurrency: decisions take no lock. Writers, serialised by a lock, never
+mutate a value a reader may hold: a change to one permission or one subject
+builds that entry anew and stores it under its key (one atomic dictionary
+store), so it costs O(that entry), not a copy of the whole index. A decision
+reads each dictionary once per key it needs; both tenants of a permission (the
+requested one and ``*``) come from the same entry, so it sees them as of one
+moment. Whole-index iterations (``grants()``, ``all_assignments()``) copy the
+entries under the writers' lock.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
+from typing import cast
 
 from soc2kit.authz.model import WILDCARD
 
 PermKey = tuple[str, str, str]  # (resource, action, tenant)
+ByTenant = dict[str, frozenset[str]]  # tenant -> roles holding the permission there
+
+_NO_ROLES: frozenset[str] = frozenset()
+_NO_TENANTS: Mapping[str, frozenset[str]] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +80,7 @@ class Decision:
 
 
 class CompiledPolicy:
-    """Answers decisions in O(caller's roles). Thread-safe: writers swap whole values."""
+    """Answers decisions in O(caller's roles). Thread-safe: see the module docstring."""
 
     def __init__(self, snapshot: Snapshot) -> None:
         self._write = threading.Lock()
@@ -73,16 +88,30 @@ class CompiledPolicy:
 
     # building ------------------------------------------------------------------
     def load(self, snapshot: Snapshot) -> None:
-        perms: dict[PermKey, frozenset[str]] = {}
+        # Collected in sets, then frozen in place (fewer objects than copying: this
+        # runs over every grant, and the garbage collector scans what it allocates).
+        building: dict[tuple[str, str], dict[str, set[str]]] = {}
         for g in snapshot.grants:
-            key = (g.resource, g.action, g.tenant)
-            perms[key] = perms.get(key, frozenset()) | {g.role}
-        by_subject: dict[str, tuple[Assignment, ...]] = {}
+            by_tenant = building.get((g.resource, g.action))
+            if by_tenant is None:
+                building[(g.resource, g.action)] = {g.tenant: {g.role}}
+            elif (roles := by_tenant.get(g.tenant)) is None:
+                by_tenant[g.tenant] = {g.role}
+            else:
+                roles.add(g.role)
+        for by_tenant in building.values():
+            frozen = cast(ByTenant, by_tenant)  # the same dictionary, values replaced
+            for tenant, roles in by_tenant.items():
+                frozen[tenant] = frozenset(roles)
+        perms = cast(dict[tuple[str, str], ByTenant], building)
+        assigned: dict[str, list[Assignment]] = {}
         for a in snapshot.assignments:
-            by_subject[a.subject] = (*by_subject.get(a.subject, ()), a)
-        parents: dict[str, frozenset[str]] = {}
+            assigned.setdefault(a.subject, []).append(a)
+        by_subject = {subject: tuple(items) for subject, items in assigned.items()}
+        inherits: dict[str, set[str]] = {}
         for role, parent in snapshot.inheritance:
-            parents[role] = parents.get(role, frozenset()) | {parent}
+            inherits.setdefault(role, set()).add(parent)
+        parents = {role: frozenset(items) for role, items in inherits.items()}
         with self._write:
             self.revision = snapshot.revision
             self._perms = perms
@@ -95,37 +124,41 @@ class CompiledPolicy:
             )
 
     # incremental changes (this process's own writes) ---------------------------
+    # Each builds the one entry it changes and stores it under its key: O(entry).
     def add_grant(self, g: Grant) -> None:
         with self._write:
-            key = (g.resource, g.action, g.tenant)
-            self._perms = {**self._perms, key: self._perms.get(key, frozenset()) | {g.role}}
+            key = (g.resource, g.action)
+            current = self._perms.get(key, _NO_TENANTS)
+            roles = current.get(g.tenant, _NO_ROLES) | {g.role}
+            self._perms[key] = {**current, g.tenant: roles}
 
     def remove_grant(self, g: Grant) -> None:
         with self._write:
-            key = (g.resource, g.action, g.tenant)
-            perms = dict(self._perms)
-            remaining = perms.get(key, frozenset()) - {g.role}
+            key = (g.resource, g.action)
+            updated = dict(self._perms.get(key, _NO_TENANTS))
+            remaining = updated.get(g.tenant, _NO_ROLES) - {g.role}
             if remaining:
-                perms[key] = remaining
+                updated[g.tenant] = remaining
             else:
-                perms.pop(key, None)
-            self._perms = perms
+                updated.pop(g.tenant, None)
+            if updated:
+                self._perms[key] = updated
+            else:
+                self._perms.pop(key, None)
 
     def put_assignment(self, a: Assignment) -> None:
         with self._write:
             current = [x for x in self._by_subject.get(a.subject, ()) if not _same(x, a)]
-            self._by_subject = {**self._by_subject, a.subject: (*current, a)}
+            self._by_subject[a.subject] = (*current, a)
 
     def remove_assignment(self, subject: str, role: str, tenant: str, source: str) -> None:
         with self._write:
             probe = Assignment(subject, role, tenant, source)
             kept = tuple(x for x in self._by_subject.get(subject, ()) if not _same(x, probe))
-            by_subject = dict(self._by_subject)
             if kept:
-                by_subject[subject] = kept
+                self._by_subject[subject] = kept
             else:
-                by_subject.pop(subject, None)
-            self._by_subject = by_subject
+                self._by_subject.pop(subject, None)
 
     def set_inheritance(self, role: str, parent: str, present: bool) -> None:
         with self._write:
@@ -159,12 +192,17 @@ class CompiledPolicy:
         return self._by_subject.get(subject, ())
 
     def all_assignments(self) -> list[Assignment]:
-        return [a for items in self._by_subject.values() for a in items]
+        with self._write:  # writers store into this dictionary: copy it unchanged
+            entries = list(self._by_subject.values())
+        return [a for items in entries for a in items]
 
     def grants(self) -> list[Grant]:
+        with self._write:
+            entries = list(self._perms.items())
         return [
             Grant(role, res, act, tenant)
-            for (res, act, tenant), roles in self._perms.items()
+            for (res, act), by_tenant in entries
+            for tenant, roles in by_tenant.items()
             for role in roles
         ]
 
@@ -188,11 +226,12 @@ class CompiledPolicy:
         now: datetime,
     ) -> Decision:
         """Allow when some role of the caller (or an ancestor) holds the permission."""
-        perms = self._perms
-        holders = perms.get((resource, action, tenant), frozenset())
-        if tenant != WILDCARD:
-            holders = holders | perms.get((resource, action, WILDCARD), frozenset())
-        if not holders:
+        # One entry holds the permission's roles for every tenant: the requested
+        # tenant's and the "*" (every tenant) ones are read from the same entry.
+        by_tenant = self._perms.get((resource, action), _NO_TENANTS)
+        exact = by_tenant.get(tenant, _NO_ROLES)
+        wild = by_tenant.get(WILDCARD, _NO_ROLES) if tenant != WILDCARD else _NO_ROLES
+        if not exact and not wild:
             return Decision(False, reason="no role holds this permission")
         direct = dict.fromkeys(token_roles, "token")
         for role, source in self.subject_roles(subject, tenant, now).items():
@@ -202,14 +241,16 @@ class CompiledPolicy:
         for via, source in direct.items():
             reach = closure.get(via) or (via,)
             for role in reach:
-                if role in holders:
-                    grant_tenant = (
-                        tenant if role in perms.get((resource, action, tenant), ()) else WILDCARD
-                    )
-                    found = Decision(True, role, via, source, grant_tenant, "granted")
-                    if source != "break_glass":
-                        return found  # prefer standing access over emergency access
-                    best = best or found
+                if role in exact:
+                    grant_tenant = tenant
+                elif role in wild:
+                    grant_tenant = WILDCARD
+                else:
+                    continue
+                found = Decision(True, role, via, source, grant_tenant, "granted")
+                if source != "break_glass":
+                    return found  # prefer standing access over emergency access
+                best = best or found
         if best is not None:
             return best
         return Decision(False, reason="none of the caller's roles holds this permission")

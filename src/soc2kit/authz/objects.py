@@ -23,7 +23,14 @@ class ObjectAccessDenied(AuthorizationError):
 
 
 def object_tenant(obj: Any, tenant_attr: str) -> str | None:
-    value = getattr(obj, tenant_attr, None)
+    """The object's tenant; a missing attribute is a denial, never "no tenant".
+
+    A misspelt ``tenant_attr`` must fail closed rather than skip the check;
+    objects without tenants are checked with ``tenant_attr=None``.
+    """
+    if not hasattr(obj, tenant_attr):
+        raise ObjectAccessDenied(f"object has no attribute {tenant_attr!r}")
+    value = getattr(obj, tenant_attr)
     return None if value is None else str(value)
 
 

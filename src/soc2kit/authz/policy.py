@@ -77,6 +77,7 @@ class ReviewRow:
     granted_at: datetime | None
     expires_at: datetime | None
     last_seen_at: datetime | None
+    revoked: bool = False
 
 
 class Policy:
@@ -198,7 +199,7 @@ class Policy:
                     reason=reason,
                 )
             )
-            self._record(
+            revision = self._record(
                 conn,
                 "authz.policy.grant",
                 "grant",
@@ -208,7 +209,6 @@ class Policy:
                 reason,
                 {"grant": {"old": None, "new": row}},
             )
-            revision = store.bump_revision(conn)
         self._index.add_grant(g)
         self._advance(revision)
         return True
@@ -227,7 +227,7 @@ class Policy:
         with self._change() as conn:
             if not conn.execute(sa.delete(policy_grants).filter_by(**row)).rowcount:
                 return False
-            self._record(
+            revision = self._record(
                 conn,
                 "authz.policy.revoke",
                 "revoke",
@@ -237,7 +237,6 @@ class Policy:
                 reason,
                 {"grant": {"old": row, "new": None}},
             )
-            revision = store.bump_revision(conn)
         self._index.remove_grant(g)
         self._advance(revision)
         return True
@@ -290,6 +289,24 @@ class Policy:
         check_name(role, "role"), check_name(parent, "role")
         if self._index.would_cycle(role, parent):
             raise PolicyError(f"role {role!r} inheriting from {parent!r} would form a cycle")
+        for a in self._index.all_assignments():
+            conflict = self._violation(a.subject, a.tenant, extra=None, edge=(role, parent))
+            if conflict:
+                self._audit.record(
+                    "authz.role.inherit",
+                    action="inherit",
+                    outcome="denied",
+                    actor=self._actor(actor),
+                    resource_type="role",
+                    resource_id=role,
+                    reason=f"separation of duties: "
+                    f"{a.subject} would hold {conflict[0]} and {conflict[1]}",
+                    parent=parent,
+                )
+                raise SegregationOfDutiesError(
+                    f"{a.subject!r} would hold conflicting roles {conflict[0]!r} and "
+                    f"{conflict[1]!r} through {role!r} -> {parent!r}"
+                )
         with self._change() as conn:
             row = {"role": role, "parent": parent}
             if conn.execute(sa.select(role_inheritance.c.id).filter_by(**row)).first():
@@ -299,7 +316,7 @@ class Policy:
                     **row, created_at=store.utcnow(), created_by=self._actor_id(actor)
                 )
             )
-            self._record(
+            revision = self._record(
                 conn,
                 "authz.role.inherit",
                 "inherit",
@@ -314,7 +331,6 @@ class Policy:
                     }
                 },
             )
-            revision = store.bump_revision(conn)
         self._index.set_inheritance(role, parent, present=True)
         self._advance(revision)
         return True
@@ -328,7 +344,7 @@ class Policy:
             ).rowcount
             if not deleted:
                 return False
-            self._record(
+            revision = self._record(
                 conn,
                 "authz.role.disinherit",
                 "disinherit",
@@ -338,7 +354,6 @@ class Policy:
                 reason,
                 {"parent": {"old": parent, "new": None}},
             )
-            revision = store.bump_revision(conn)
         self._index.set_inheritance(role, parent, present=False)
         self._advance(revision)
         return True
@@ -370,7 +385,7 @@ class Policy:
                     reason=reason,
                 )
             )
-            self._record(
+            revision = self._record(
                 conn,
                 "authz.sod.declare",
                 "declare",
@@ -381,7 +396,6 @@ class Policy:
                 {"conflict": {"old": None, "new": [a, b]}},
                 existing_violations=violators,
             )
-            revision = store.bump_revision(conn)
         self._index.add_conflict(a, b)
         self._advance(revision)
         return violators
@@ -437,6 +451,7 @@ class Policy:
     def revoke_principal(self, subject: str, *, reason: str, actor: Actor = None) -> bool:
         """Make every credential of ``subject`` fail from now on (caches included)."""
         check_name(subject, "subject")
+        _need(reason, "reason")
         with self._change() as conn:
             if conn.execute(
                 sa.select(revoked_principals.c.subject).filter_by(subject=subject)
@@ -450,7 +465,7 @@ class Policy:
                     reason=reason,
                 )
             )
-            self._record(
+            revision = self._record(
                 conn,
                 "authz.principal.revoke",
                 "revoke",
@@ -460,16 +475,17 @@ class Policy:
                 reason,
                 {"revoked": {"old": False, "new": True}},
             )
-            revision = store.bump_revision(conn)
         self._index.set_revoked(subject, True)
         self._advance(revision)
         return True
 
     def reinstate_principal(self, subject: str, *, reason: str, actor: Actor = None) -> bool:
+        check_name(subject, "subject")
+        _need(reason, "reason")
         with self._change() as conn:
             if not conn.execute(sa.delete(revoked_principals).filter_by(subject=subject)).rowcount:
                 return False
-            self._record(
+            revision = self._record(
                 conn,
                 "authz.principal.reinstate",
                 "reinstate",
@@ -479,7 +495,6 @@ class Policy:
                 reason,
                 {"revoked": {"old": True, "new": False}},
             )
-            revision = store.bump_revision(conn)
         self._index.set_revoked(subject, False)
         self._advance(revision)
         return True
@@ -506,54 +521,55 @@ class Policy:
 
     def import_csv(self, text: str, *, actor: Actor = None, reason: str | None = None) -> int:
         """Apply every line of ``text`` (see export_csv); returns how many were new."""
-        added = 0
+        rows: list[tuple[int, list[str]]] = []
         for lineno, row in enumerate(csv.reader(io.StringIO(text), skipinitialspace=True), 1):
             cells = [c.strip() for c in row]
-            if not cells or not cells[0] or cells[0].startswith("#"):
-                continue
+            if cells and cells[0] and not cells[0].startswith("#"):
+                rows.append((lineno, cells))
+        for lineno, cells in rows:  # every line checked before any is applied
             try:
-                added += self._import_row(cells, actor, reason)
+                self._import_row(cells, actor, reason, apply=False)
             except (ValueError, PolicyError) as exc:
                 raise PolicyError(f"line {lineno}: {exc}") from None
-        return added
+        return sum(self._import_row(cells, actor, reason) for _, cells in rows)
 
-    def _import_row(self, cells: list[str], actor: Actor, reason: str | None) -> int:
-        kind = cells[0]
-        if kind == "p" and len(cells) == 5 and cells[1].startswith(ROLE_PREFIX):
-            return int(
-                self.grant(
-                    cells[1][len(ROLE_PREFIX) :],
-                    cells[3],
-                    cells[4],
-                    cells[2],
-                    actor=actor,
-                    reason=reason,
-                )
-            )
-        if kind == "g" and len(cells) == 4 and cells[2].startswith(ROLE_PREFIX):
-            target = cells[2][len(ROLE_PREFIX) :]
-            if cells[1].startswith(SUBJECT_PREFIX):
-                return int(
-                    self.assign(
-                        cells[1][len(SUBJECT_PREFIX) :],
-                        target,
-                        cells[3],
-                        actor=actor,
-                        reason=reason,
-                    )
-                )
-            if cells[1].startswith(ROLE_PREFIX) and cells[3] == WILDCARD:
-                return int(
-                    self.inherit(cells[1][len(ROLE_PREFIX) :], target, actor=actor, reason=reason)
-                )
+    def _import_row(
+        self, cells: list[str], actor: Actor, reason: str | None, apply: bool = True
+    ) -> int:
+        kind, rest = cells[0], cells[1:]
+        if kind == "p" and len(rest) == 4 and rest[0].startswith(ROLE_PREFIX):
+            role, tenant, resource, action = rest[0][len(ROLE_PREFIX) :], *rest[1:]
+            if not apply:
+                _grant(role, resource, action, tenant)
+                return 0
+            return int(self.grant(role, resource, action, tenant, actor=actor, reason=reason))
+        if kind == "g" and len(rest) == 3 and rest[1].startswith(ROLE_PREFIX):
+            source, target, tenant = rest[0], rest[1][len(ROLE_PREFIX) :], rest[2]
+            check_name(target, "role"), check_name(tenant, "tenant", tenant=True)
+            if source.startswith(SUBJECT_PREFIX):
+                subject = check_name(source[len(SUBJECT_PREFIX) :], "subject")
+                if not apply:
+                    return 0
+                return int(self.assign(subject, target, tenant, actor=actor, reason=reason))
+            if source.startswith(ROLE_PREFIX) and tenant == WILDCARD:
+                child = check_name(source[len(ROLE_PREFIX) :], "role")
+                if not apply:
+                    return 0
+                return int(self.inherit(child, target, actor=actor, reason=reason))
         raise PolicyError(
             "expected 'p, role:R, tenant, resource, action' or 'g, user:S|role:R, role:P, tenant'"
         )
 
     # access review --------------------------------------------------------------
     def access_review(self) -> list[ReviewRow]:
-        """Every subject with every role it holds or was seen with, and how it got it."""
+        """Every subject with every role it holds or was seen with, and how it got it.
+
+        Sources: standing and break-glass assignments from the store, API keys
+        (used or not), and roles carried by the last token seen for a subject.
+        Revoked subjects are listed and marked.
+        """
         seen = store.activity(self._engine)
+        revoked = self._index.revoked
         rows: list[ReviewRow] = []
         now = store.utcnow()
         for a in self.assignments():
@@ -572,23 +588,43 @@ class Policy:
                     a.created_at,
                     a.expires_at,
                     last,
+                    a.subject in revoked,
                 )
             )
+        for key in store.api_key_rows(self._engine):
+            for role in key["roles"]:
+                rows.append(
+                    ReviewRow(
+                        key["subject"],
+                        role,
+                        key["tenant"] or WILDCARD,
+                        "api_key",
+                        key["created_by"],
+                        None,
+                        f"API key {key['key_id']}",
+                        key["created_at"],
+                        key["expires_at"],
+                        key["last_used_at"],
+                        key["subject"] in revoked,
+                    )
+                )
         for subject, info in sorted(seen.items()):
-            source = "api_key" if info["auth_method"] == "api_key" else "token"
+            if info["auth_method"] == "api_key":
+                continue  # listed from the key itself above
             for role in info["token_roles"]:
                 rows.append(
                     ReviewRow(
                         subject,
                         role,
                         WILDCARD,
-                        source,
+                        "token",
                         None,
                         None,
                         None,
                         info["first_seen_at"],
                         None,
                         info["last_seen_at"],
+                        subject in revoked,
                     )
                 )
         return sorted(rows, key=lambda r: (r.subject, r.role, r.tenant, r.source))
@@ -637,40 +673,54 @@ class Policy:
         return reloaded
 
     def sweep_expired(self) -> int:
-        """Remove expired break-glass grants, auditing each expiry once."""
+        """Remove expired assignments (break-glass and standing), auditing each expiry once.
+
+        Decisions already ignore them (expiry is checked at decision time); the
+        sweep makes the expiry visible in the audit trail and in the store.
+        """
         now = store.utcnow()
         expired = [
             a
             for a in self._index.all_assignments()
-            if a.source == "break_glass" and a.expires_at is not None and a.expires_at <= now
+            if a.expires_at is not None and a.expires_at <= now
         ]
         count = 0
         for a in expired:
+            event = "authz.break_glass.expire" if a.source == "break_glass" else "authz.role.expire"
             with self._change() as conn:
                 deleted = conn.execute(
                     sa.delete(role_assignments).filter_by(
-                        subject=a.subject, role=a.role, tenant=a.tenant, source="break_glass"
+                        subject=a.subject, role=a.role, tenant=a.tenant, source=a.source
                     )
                 ).rowcount
                 if not deleted:
                     continue  # another replica swept it; its reload removes ours
-                self._record(
+                revision = self._record(
                     conn,
-                    "authz.break_glass.expire",
+                    event,
                     "expire",
                     "system",
                     "subject",
                     a.subject,
-                    "break-glass grant expired",
+                    f"{a.source} assignment expired",
                     {"role": {"old": a.role, "new": None}},
                     ticket=a.ticket,
+                    tenant=a.tenant,
                     expired_at=a.expires_at,
                 )
-                revision = store.bump_revision(conn)
-            self._index.remove_assignment(a.subject, a.role, a.tenant, "break_glass")
+            self._index.remove_assignment(a.subject, a.role, a.tenant, a.source)
             self._advance(revision)
             count += 1
         return count
+
+    def end_break_glass(
+        self, subject: str, role: str, *, reason: str, tenant: str = WILDCARD, actor: Actor = None
+    ) -> bool:
+        """End an emergency grant before its expiry."""
+        _need(reason, "reason")
+        return self._drop_assignment(
+            subject, role, tenant, "break_glass", actor, reason, "authz.break_glass.end", "end"
+        )
 
     def start_sync(self) -> None:
         """Follow other replicas' changes (LISTEN/NOTIFY hint plus revision poll)."""
@@ -773,7 +823,7 @@ class Policy:
                     expires_at=a.expires_at,
                 )
             )
-            self._record(
+            revision = self._record(
                 conn,
                 event,
                 verb,
@@ -789,7 +839,6 @@ class Policy:
                 ticket=a.ticket,
                 source=a.source,
             )
-            revision = store.bump_revision(conn)
         self._index.put_assignment(a if a.created_at else _with_created(a))
         self._advance(revision)
         return True
@@ -814,7 +863,7 @@ class Policy:
             ).rowcount
             if not deleted:
                 return False
-            self._record(
+            revision = self._record(
                 conn,
                 event,
                 verb,
@@ -826,7 +875,6 @@ class Policy:
                 role=role,
                 tenant=tenant,
             )
-            revision = store.bump_revision(conn)
         self._index.remove_assignment(subject, role, tenant, source)
         self._advance(revision)
         return True
@@ -837,8 +885,13 @@ class Policy:
         tenant: str,
         extra: str | None,
         pairs: set[tuple[str, str]] | None = None,
+        edge: tuple[str, str] | None = None,
     ) -> tuple[str, str] | None:
-        """A conflicting pair the subject would hold in ``tenant`` (with ``extra`` added)."""
+        """A conflicting pair the subject would hold in ``tenant``.
+
+        ``extra`` is a role about to be assigned, ``edge`` an inheritance
+        (role, parent) about to be added.
+        """
         pairs = pairs if pairs is not None else set(self._index.conflicts)
         if not pairs:
             return None
@@ -854,6 +907,8 @@ class Policy:
         reach: set[str] = set()
         for role in roles:
             reach |= self._index.ancestors(role)
+        if edge is not None and edge[0] in reach:
+            reach |= self._index.ancestors(edge[1])
         for a, b in sorted(pairs):
             if a in reach and b in reach:
                 return a, b
@@ -893,7 +948,9 @@ class Policy:
         reason: str | None,
         changes: dict[str, Any],
         **extra: Any,
-    ) -> None:
+    ) -> int:
+        """Finish a change: new revision, then its audit event, in the change's transaction."""
+        revision = store.bump_revision(conn)
         self._audit.record_in(
             conn,
             event,
@@ -904,9 +961,10 @@ class Policy:
             resource_id=resource_id,
             reason=reason,
             changes=changes,
-            revision=None,
+            revision=revision,
             **extra,
         )
+        return revision
 
 
 def _grant(role: str, resource: str, action: str, tenant: str) -> tuple[Grant, dict[str, str]]:
@@ -917,6 +975,11 @@ def _grant(role: str, resource: str, action: str, tenant: str) -> tuple[Grant, d
         check_name(tenant, "tenant", tenant=True),
     )
     return g, {"role": g.role, "resource": g.resource, "action": g.action, "tenant": g.tenant}
+
+
+def _need(value: object, what: str) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise PolicyError(f"a {what} is required")
 
 
 def _future(value: datetime | None) -> datetime | None:

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from soc2kit.authz.index import Assignment, Grant, Snapshot
 from soc2kit.db.schema import (
+    api_keys,
     policy_grants,
     policy_revision,
     revoked_principals,
@@ -132,3 +133,22 @@ def activity(engine: Engine) -> dict[str, dict[str, Any]]:
             }
             for r in conn.execute(sa.select(subject_activity))
         }
+
+
+def api_key_rows(engine: Engine) -> list[dict[str, Any]]:
+    """API keys that are not revoked, for access reviews (never the hash)."""
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(api_keys).where(api_keys.c.revoked_at.is_(None)))
+        return [
+            {
+                "key_id": r.key_id,
+                "subject": r.subject,
+                "roles": json.loads(r.roles or "[]"),
+                "tenant": r.tenant,
+                "created_by": r.created_by,
+                "created_at": as_utc(r.created_at),
+                "expires_at": as_utc(r.expires_at),
+                "last_used_at": as_utc(r.last_used_at),
+            }
+            for r in rows
+        ]

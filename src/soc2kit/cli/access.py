@@ -37,6 +37,7 @@ REVIEW_FIELDS = (
     "granted_at",
     "expires_at",
     "last_seen_at",
+    "revoked",
 )
 
 
@@ -124,6 +125,7 @@ def principals_reinstate(
 def review_export(
     fmt: Annotated[Literal["csv", "json"], typer.Option("--format")] = "csv",
     out_file: Annotated[Path | None, typer.Option("--out", help="File; default stdout.")] = None,
+    actor: Annotated[str, typer.Option(help="Who exports (recorded).")] = "cli",
     database_url: DatabaseUrl = None,
 ) -> None:
     """Every subject with roles, source, granted by, when, expiry and last use."""
@@ -133,7 +135,7 @@ def review_export(
             "access_review.export",
             action="export",
             outcome="success",
-            actor="cli",
+            actor=actor,
             resource_type="access_review",
             rows=len(rows),
             format=fmt,
