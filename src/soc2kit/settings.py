@@ -305,6 +305,8 @@ def production_problems(settings: Settings, app: Any = None) -> list[str]:
         problems.append("the Content-Security-Policy override drops frame-ancestors")
     if not settings.rate_limit_enabled:
         problems.append("rate limiting is turned off")
+    if settings.auto_migrate:
+        problems.append("auto_migrate is on: run `soc2kit db upgrade` as a reviewed deploy step")
     if settings.audit_client_ip == "hmac":
         key = settings.audit_ip_hmac_key
         if key is None or len(key.get_secret_value()) < 32:

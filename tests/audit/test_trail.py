@@ -209,3 +209,27 @@ def test_arecord_waits_for_a_full_queue_without_blocking_the_loop(
     assert asyncio.run(scenario()) == 20  # the loop kept running throughout
     trail.flush(timeout=15)
     assert "late" in [r["event_type"] for r in stored(engine)]
+
+
+def test_in_transaction_events_log_only_after_commit(
+    engine: sa.Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    trail = make_trail(engine, tmp_path)
+    caplog.set_level(logging.INFO, logger="soc2kit.audit")
+
+    def change_then_fail() -> None:
+        with trail.transaction(engine) as conn:
+            trail.record_in(conn, "policy.change", action="grant", outcome="success")
+            raise RuntimeError("roll back")
+
+    with pytest.raises(RuntimeError):
+        change_then_fail()
+    assert not [r for r in caplog.records if "policy.change" in r.getMessage()]
+    assert stored(engine) == []
+    with trail.transaction(engine) as conn:
+        trail.record_in(conn, "policy.change", action="grant", outcome="success")
+        assert not [r for r in caplog.records if "policy.change" in r.getMessage()]
+    assert len([r for r in caplog.records if "policy.change" in r.getMessage()]) == 1
+    assert [r["event_type"] for r in stored(engine)] == ["policy.change"]

@@ -44,6 +44,10 @@ _MAX_ITEMS = 100
 
 def sanitize_text(value: str, max_chars: int) -> str:
     """Escape control characters and cap the length (keeping a hash of the whole)."""
+    if len(value) <= max_chars and value.isprintable():
+        # Fast path: every character _ESCAPES rewrites (C0/C1 controls, bidi
+        # format characters, line/paragraph separators) is non-printable.
+        return value
     escaped = value.translate(_ESCAPES)
     if len(escaped) <= max_chars:
         return escaped
@@ -91,7 +95,9 @@ def format_time(value: datetime) -> str:
     """UTC, microseconds, ``Z`` suffix: one spelling across drivers and languages."""
     if value.tzinfo is None:
         raise ValueError("audit timestamps must be timezone-aware")
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 @dataclass(frozen=True, slots=True)

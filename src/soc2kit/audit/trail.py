@@ -7,11 +7,14 @@ import hmac
 import ipaddress
 import logging
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import anyio.to_thread
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from soc2kit._ids import uuid7_str
 from soc2kit.audit.events import OUTCOMES, AuditEvent, canonical_json, sanitize_text, sanitize_value
@@ -40,6 +43,8 @@ class AuditTrail:
         key = settings.audit_ip_hmac_key
         # Without a configured pepper (development only; production refuses),
         # pseudonyms are stable for this process alone.
+        self._ip_cache: dict[str, str | None] = {}
+        self._limiter: anyio.CapacityLimiter | None = None
         self._ip_key = (
             key.get_secret_value().encode() if key is not None else secrets.token_bytes(32)
         )
@@ -77,6 +82,7 @@ class AuditTrail:
             changes=changes,
             **extra,
         )
+        self._log(payload)
         self._sink.submit(event, payload)
         return event
 
@@ -84,8 +90,13 @@ class AuditTrail:
         """:meth:`record` (same arguments) for async code: a saturated sink delays
         this caller only."""
         event, payload = self._build(event_type, **fields)
+        self._log(payload)
         if not self._sink.try_submit(event, payload):
-            await anyio.to_thread.run_sync(self._sink.submit, event, payload)
+            # A few dedicated threads: waiting events must not take over the shared
+            # pool that sync handlers and the readiness probe need.
+            if self._limiter is None:
+                self._limiter = anyio.CapacityLimiter(2)
+            await anyio.to_thread.run_sync(self._sink.submit, event, payload, limiter=self._limiter)
         return event
 
     def _build(
@@ -132,10 +143,27 @@ class AuditTrail:
             changes=sanitize_value(changes, self._max) if changes is not None else None,
             extra=sanitize_value(extra, self._max) if extra else {},
         )
-        payload = canonical_json(event.to_dict())
+        return event, canonical_json(event.to_dict())
+
+    def _log(self, payload: str) -> None:
         if self._settings.audit_log_events and audit_log.isEnabledFor(logging.INFO):
             audit_log.info(payload)
-        return event, payload
+
+    @contextmanager
+    def transaction(self, engine: Engine) -> Iterator[Connection]:
+        """``engine.begin()`` whose :meth:`record_in` log lines appear only after commit.
+
+        A rolled-back change must not leave a log line claiming it happened.
+        """
+        pending: list[str] = []
+        with engine.begin() as conn:
+            conn.info[_PENDING_LOG] = pending
+            try:
+                yield conn
+            finally:
+                conn.info.pop(_PENDING_LOG, None)
+        for payload in pending:  # reached only when the commit succeeded
+            self._log(payload)
 
     def record_in(self, conn: Connection, event_type: str, **fields: Any) -> AuditEvent:
         """:meth:`record` (same arguments) inside the caller's transaction on ``conn``.
@@ -145,6 +173,11 @@ class AuditTrail:
         """
         event, payload = self._build(event_type, **fields)
         self._sink.write_in(conn, event, payload)
+        pending = conn.info.get(_PENDING_LOG)
+        if pending is None:
+            self._log(payload)  # not inside transaction(): the line may precede the commit
+        else:
+            pending.append(payload)
         return event
 
     def flush(self, timeout: float = 10.0) -> None:
@@ -179,6 +212,16 @@ class AuditTrail:
         """Apply the configured client-IP policy (full, truncated or HMAC)."""
         if raw is None:
             return None
+        cached = self._ip_cache.get(raw, _MISSING)
+        if cached is not _MISSING:
+            return cached  # type: ignore[return-value]
+        result = self._client_ip(raw)
+        if len(self._ip_cache) >= 4096:
+            self._ip_cache.clear()  # bounded: a flood of addresses cannot grow it
+        self._ip_cache[raw] = result
+        return result
+
+    def _client_ip(self, raw: str) -> str | None:
         policy = self._settings.audit_client_ip
         try:
             addr = ipaddress.ip_address(raw)
@@ -191,6 +234,10 @@ class AuditTrail:
             return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False))
         digest = hmac.new(self._ip_key, addr.packed, hashlib.sha256).hexdigest()
         return f"hmac:{digest[:32]}"
+
+
+_MISSING = object()
+_PENDING_LOG = "soc2kit.audit.pending_log"
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -130,7 +130,7 @@ class ApiKeyStore:
         secret = base64.urlsafe_b64encode(secrets.token_bytes(_SECRET_BYTES)).rstrip(b"=").decode()
         now = self._clock()
         expires_at = now + expires_in
-        with self._engine.begin() as conn:
+        with self._audit.transaction(self._engine) as conn:
             conn.execute(
                 sa.insert(api_keys).values(
                     key_id=key_id,
@@ -168,7 +168,7 @@ class ApiKeyStore:
         if not isinstance(reason, str) or not reason.strip():
             raise ValueError("revoking a key needs a reason")
         now = self._clock()
-        with self._engine.begin() as conn:
+        with self._audit.transaction(self._engine) as conn:
             row = conn.execute(
                 sa.select(api_keys.c.subject).where(
                     api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None)

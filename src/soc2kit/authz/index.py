@@ -88,21 +88,28 @@ class CompiledPolicy:
 
     # building ------------------------------------------------------------------
     def load(self, snapshot: Snapshot) -> None:
-        # Collected in sets, then frozen in place (fewer objects than copying: this
-        # runs over every grant, and the garbage collector scans what it allocates).
-        building: dict[tuple[str, str], dict[str, set[str]]] = {}
+        # Collected first (a lone role as its name, more in a set), then frozen in
+        # place, lone roles sharing one frozenset per role: this runs over every
+        # grant, and fewer objects mean less work for the garbage collector.
+        building: dict[tuple[str, str], dict[str, str | set[str]]] = {}
         for g in snapshot.grants:
             by_tenant = building.get((g.resource, g.action))
             if by_tenant is None:
-                building[(g.resource, g.action)] = {g.tenant: {g.role}}
-            elif (roles := by_tenant.get(g.tenant)) is None:
-                by_tenant[g.tenant] = {g.role}
+                building[(g.resource, g.action)] = {g.tenant: g.role}
+            elif (held := by_tenant.get(g.tenant)) is None:
+                by_tenant[g.tenant] = g.role
+            elif isinstance(held, str):
+                by_tenant[g.tenant] = {held, g.role}
             else:
-                roles.add(g.role)
+                held.add(g.role)
+        lone: dict[str, frozenset[str]] = {}
         for by_tenant in building.values():
-            frozen = cast(ByTenant, by_tenant)  # the same dictionary, values replaced
-            for tenant, roles in by_tenant.items():
-                frozen[tenant] = frozenset(roles)
+            frozen = cast(dict[str, object], by_tenant)  # the same dictionary
+            for tenant, held in by_tenant.items():
+                if isinstance(held, str):
+                    frozen[tenant] = lone.get(held) or lone.setdefault(held, frozenset((held,)))
+                else:
+                    frozen[tenant] = frozenset(held)
         perms = cast(dict[tuple[str, str], ByTenant], building)
         assigned: dict[str, list[Assignment]] = {}
         for a in snapshot.assignments:

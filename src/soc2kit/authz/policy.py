@@ -531,7 +531,15 @@ class Policy:
                 self._import_row(cells, actor, reason, apply=False)
             except (ValueError, PolicyError) as exc:
                 raise PolicyError(f"line {lineno}: {exc}") from None
-        return sum(self._import_row(cells, actor, reason) for _, cells in rows)
+        added = 0
+        for lineno, cells in rows:
+            try:
+                added += self._import_row(cells, actor, reason)
+            except (ValueError, PolicyError) as exc:
+                # Format and names were checked up front; a refusal here (a
+                # separation-of-duties conflict, a cycle) leaves earlier lines applied.
+                raise PolicyError(f"line {lineno}: {exc} ({added} earlier lines applied)") from None
+        return added
 
     def _import_row(
         self, cells: list[str], actor: Actor, reason: str | None, apply: bool = True
@@ -592,6 +600,8 @@ class Policy:
                 )
             )
         for key in store.api_key_rows(self._engine):
+            if key["expires_at"] is not None and key["expires_at"] <= now:
+                continue
             for role in key["roles"]:
                 rows.append(
                     ReviewRow(
@@ -915,7 +925,7 @@ class Policy:
         return None
 
     def _change(self) -> Any:
-        return self._engine.begin()
+        return self._audit.transaction(self._engine)
 
     def _advance(self, revision: int) -> None:
         # Our own write is confirmed: the local index now equals the store at

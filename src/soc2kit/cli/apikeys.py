@@ -60,7 +60,7 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 @contextmanager
 def _store(database_url: str | None) -> Iterator[ApiKeyStore]:
-    """A store on the configured database; tables upgraded except in production."""
+    """A store on the configured database; tables upgraded when ``auto_migrate`` allows."""
     from soc2kit import db
     from soc2kit.audit.sink import SqlAuditSink
     from soc2kit.audit.trail import AuditTrail
@@ -70,7 +70,7 @@ def _store(database_url: str | None) -> Iterator[ApiKeyStore]:
     engine = db.create_engine(database_url or settings.database_url)
     audit = AuditTrail(settings, SqlAuditSink(engine))
     try:
-        if not settings.is_production:
+        if settings.migrate_on_install:
             db.upgrade(engine)
         yield ApiKeyStore(engine, settings, audit)
     finally:
