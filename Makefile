@@ -28,8 +28,12 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
+# Benchmarks are run by hand on a quiet machine; results go to docs/performance.md.
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python benchmarks/http_overhead.py --write docs/performance.md
+	$(BIN)/python benchmarks/authz.py --write docs/performance.md
+	$(BIN)/python benchmarks/request_authz.py --write docs/performance.md
 
 clean:
 	rm -rf $(VENV) .soc2kit .pytest_cache .mypy_cache .ruff_cache
