@@ -48,10 +48,18 @@ class AuditSink(Protocol):
 class SqlAuditSink:
     """Batched writer to ``soc2kit_audit_events``."""
 
-    def __init__(self, engine: Engine, *, max_queue: int = 10_000, batch_size: int = 500) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        max_queue: int = 10_000,
+        batch_size: int = 500,
+        linger_seconds: float = 0.005,
+    ) -> None:
         self._engine = engine
         self._queue: queue.Queue[tuple[AuditEvent, str]] = queue.Queue(maxsize=max_queue)
         self._batch_size = batch_size
+        self._linger = linger_seconds
         self._lock = threading.Condition()
         self._pending = 0
         self._error: str | None = None
@@ -158,11 +166,20 @@ class SqlAuditSink:
                     if self._closed:
                         return None
         batch = [first]
+        # Linger briefly for more events: one transaction (and one wake-up of
+        # this thread) per batch instead of per event under load.
+        deadline = time.monotonic() + self._linger
         while len(batch) < self._batch_size:
+            remaining = deadline - time.monotonic()
             try:
-                batch.append(self._queue.get_nowait())
+                item = (
+                    self._queue.get_nowait()
+                    if remaining <= 0
+                    else self._queue.get(timeout=remaining)
+                )
             except queue.Empty:
                 break
+            batch.append(item)
         return batch
 
     def _write(self, batch: list[tuple[AuditEvent, str]]) -> None:

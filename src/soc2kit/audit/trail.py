@@ -7,6 +7,7 @@ import hmac
 import ipaddress
 import logging
 import secrets
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -43,7 +44,7 @@ class AuditTrail:
         key = settings.audit_ip_hmac_key
         # Without a configured pepper (development only; production refuses),
         # pseudonyms are stable for this process alone.
-        self._ip_cache: dict[str, str | None] = {}
+        self._ip_cache: OrderedDict[str, str | None] = OrderedDict()
         self._limiter: anyio.CapacityLimiter | None = None
         self._ip_key = (
             key.get_secret_value().encode() if key is not None else secrets.token_bytes(32)
@@ -212,13 +213,15 @@ class AuditTrail:
         """Apply the configured client-IP policy (full, truncated or HMAC)."""
         if raw is None:
             return None
-        cached = self._ip_cache.get(raw, _MISSING)
+        cache = self._ip_cache
+        cached = cache.get(raw, _MISSING)
         if cached is not _MISSING:
+            cache.move_to_end(raw)
             return cached  # type: ignore[return-value]
         result = self._client_ip(raw)
-        if len(self._ip_cache) >= 4096:
-            self._ip_cache.clear()  # bounded: a flood of addresses cannot grow it
-        self._ip_cache[raw] = result
+        cache[raw] = result
+        if len(cache) > 16_384:
+            cache.popitem(last=False)  # bounded LRU: a flood of addresses cannot grow it
         return result
 
     def _client_ip(self, raw: str) -> str | None:
@@ -230,8 +233,9 @@ class AuditTrail:
         if policy == "full":
             return str(addr)
         if policy == "truncated":
-            prefix = 24 if addr.version == 4 else 48
-            return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False))
+            if addr.version == 4:
+                return f"{ipaddress.IPv4Address(int(addr) & 0xFFFFFF00)}/24"
+            return f"{ipaddress.IPv6Address(int(addr) & ~((1 << 80) - 1))}/48"
         digest = hmac.new(self._ip_key, addr.packed, hashlib.sha256).hexdigest()
         return f"hmac:{digest[:32]}"
 
