@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.metadata
 import logging
 import os
 import platform
@@ -310,7 +311,7 @@ def render(results: list[dict[str, Any]], command: str, requests: int, repeats: 
         "```",
         "",
         f"- Machine: {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
-        f"casbin {casbin.__version__ if hasattr(casbin, '__version__') else 'installed'}; "
+        f"casbin {importlib.metadata.version('casbin')}; "
         f"{requests} requests per variant and repetition, {repeats} repetitions, variants "
         "interleaved; medians (min to max).",
         "- Variants: **bare** FastAPI without authentication; **peer**: Authlib verifies the RS256 "
