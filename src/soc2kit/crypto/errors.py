@@ -1,0 +1,21 @@
+"""Crypto error types. Messages never contain plaintext, ciphertext or key material."""
+
+from __future__ import annotations
+
+from soc2kit.errors import Soc2kitError
+
+
+class CryptoError(Soc2kitError):
+    """Base class of field-encryption errors."""
+
+
+class DecryptionError(CryptoError):
+    """A stored value failed to decrypt: malformed, tampered, moved, or wrong key.
+
+    Never a fallback to plaintext: a value with a valid header that fails
+    authentication is always this error.
+    """
+
+
+class UnknownKeyError(DecryptionError):
+    """The value names a key id this keyring does not hold (or no longer holds)."""
