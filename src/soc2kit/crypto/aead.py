@@ -71,14 +71,29 @@ class FieldContext:
         return pae(_b(self.tenant), self.table.encode(), self.column.encode())
 
     def aad(self, header: bytes) -> bytes:
-        return pae(
-            _AAD_LABEL,
-            header,
-            _b(self.tenant),
-            self.table.encode(),
-            self.column.encode(),
-            _b(self.row),
-        )
+        return _aad(header, _place(self), _b(self.row))
+
+
+def _place(context: FieldContext) -> bytes:
+    """The PAE parts of the AAD for tenant, table and column (without the count)."""
+    return b"".join(
+        struct.pack(">Q", len(p)) + p
+        for p in (_b(context.tenant), context.table.encode(), context.column.encode())
+    )
+
+
+# PAE of the AAD's six parts, split so the per-place middle can be cached:
+# count, label, header | tenant, table, column | row.
+_AAD_HEAD = (
+    struct.pack(">Q", 6)
+    + struct.pack(">Q", len(_AAD_LABEL))
+    + _AAD_LABEL
+    + struct.pack(">Q", HEADER_LEN)
+)
+
+
+def _aad(header: bytes, place: bytes, row: bytes) -> bytes:
+    return _AAD_HEAD + header + place + struct.pack(">Q", len(row)) + row
 
 
 def _b(value: str | None) -> bytes:
@@ -95,7 +110,9 @@ class DataKey:
 
     key_id: int
     material: bytes = field(repr=False)
-    _subkeys: OrderedDict[bytes, AESGCM] = field(default_factory=OrderedDict, repr=False)
+    _subkeys: OrderedDict[tuple[str | None, str, str], tuple[AESGCM, bytes]] = field(
+        default_factory=OrderedDict, repr=False
+    )
 
     def __post_init__(self) -> None:
         if not 0 <= self.key_id <= 0xFFFFFFFF:
@@ -104,16 +121,21 @@ class DataKey:
             raise ValueError("data keys are 32 bytes (AES-256)")
 
     def aead(self, context: FieldContext) -> AESGCM:
-        scope = context.scope()
-        cached = self._subkeys.get(scope)
+        return self._place(context)[0]
+
+    def _place(self, context: FieldContext) -> tuple[AESGCM, bytes]:
+        """The subkey's AEAD and the encoded place, cached per (tenant, table, column)."""
+        key = (context.tenant, context.table, context.column)
+        cached = self._subkeys.get(key)
         if cached is not None:
             return cached
+        scope = context.scope()
         subkey = HKDF(hashes.SHA256(), 32, salt=None, info=_ENC_INFO + scope).derive(self.material)
-        aead = AESGCM(subkey)
-        self._subkeys[scope] = aead
+        entry = (AESGCM(subkey), _place(context))
+        self._subkeys[key] = entry
         if len(self._subkeys) > 4096:
             self._subkeys.popitem(last=False)
-        return aead
+        return entry
 
 
 def header(key_id: int) -> bytes:
@@ -126,15 +148,16 @@ def encrypt(key: DataKey, plaintext: bytes, context: FieldContext) -> bytes:
 
 
 def _encrypt(key: DataKey, plaintext: bytes, context: FieldContext, nonce: bytes) -> bytes:
-    head = header(key.key_id)
-    return head + nonce + key.aead(context).encrypt(nonce, plaintext, context.aad(head))
+    head = struct.pack(">BI", FORMAT_V1, key.key_id)
+    aead, place = key._place(context)
+    return head + nonce + aead.encrypt(nonce, plaintext, _aad(head, place, _b(context.row)))
 
 
 def key_id_of(blob: bytes) -> int:
     """The key id a stored value names (raises DecryptionError when malformed)."""
     if len(blob) < MIN_LEN or blob[0] != FORMAT_V1:
         raise DecryptionError("not a soc2kit v1 ciphertext")
-    return int.from_bytes(blob[1:5], "big")
+    return int.from_bytes(blob[1:HEADER_LEN], "big")
 
 
 def decrypt(keys: Mapping[int, DataKey], blob: bytes, context: FieldContext) -> bytes:
