@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
+from tests.helpers import database_outage
 
 import soc2kit
 from soc2kit.authz.dependencies import PUBLIC_ATTR
-from soc2kit.db import normalize_url
 from soc2kit.db.schema import audit_events
 
 
@@ -38,43 +36,6 @@ def db_url(database_url: str, tmp_path: Path) -> str:
     if database_url.startswith("sqlite"):
         return f"sqlite:///{tmp_path / 'db' / 'app.db'}"
     return database_url
-
-
-@contextmanager
-def database_outage(kit: soc2kit.Kit, url: str, tmp_path: Path) -> Iterator[None]:
-    """Make the database really unreachable, then bring it back."""
-    if url.startswith("sqlite"):
-        # The volume disappears; pooled connections (open file handles) go with it.
-        (tmp_path / "db").rename(tmp_path / "db-gone")
-        kit.engine.dispose()
-        try:
-            yield
-        finally:
-            (tmp_path / "db-gone").rename(tmp_path / "db")
-            kit.engine.dispose()
-        return
-    name = normalize_url(url).database
-    admin = sa.create_engine(
-        normalize_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT"
-    )
-    try:
-        with admin.connect() as conn:
-            # The server refuses the database and drops every open session on it.
-            conn.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
-            conn.execute(
-                sa.text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = :name AND pid <> pg_backend_pid()"
-                ),
-                {"name": name},
-            )
-        try:
-            yield
-        finally:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
-    finally:
-        admin.dispose()
 
 
 def test_healthz_is_200_without_credentials(make_client: Any) -> None:

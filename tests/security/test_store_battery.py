@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from tests.helpers import database_outage
 from tests.security.battery import (
     audit_events,
     bearer,
@@ -31,7 +31,6 @@ from tests.security.battery import (
 
 import soc2kit
 from soc2kit import Principal, public, require
-from soc2kit.db import normalize_url
 from soc2kit.errors import SegregationOfDutiesError
 from soc2kit.http.errors import ApiError
 
@@ -363,45 +362,6 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
         time.sleep(0.05)
 
 
-@contextmanager
-def store_outage(
-    kit: soc2kit.Kit, url: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[None]:
-    """Make the policy store really unreachable, then bring it back."""
-    if url.startswith("sqlite"):
-        # The volume goes away; pooled connections (open file handles) with it.
-        (tmp_path / "db").rename(tmp_path / "db-gone")
-        kit.engine.dispose()
-        try:
-            yield
-        finally:
-            (tmp_path / "db-gone").rename(tmp_path / "db")
-            kit.engine.dispose()
-        return
-    name = normalize_url(url).database
-    admin = sa.create_engine(
-        normalize_url(request.getfixturevalue("postgres_admin_url")), isolation_level="AUTOCOMMIT"
-    )
-    try:
-        with admin.connect() as conn:
-            # The server refuses the database and drops every session on it.
-            conn.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
-            conn.execute(
-                sa.text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = :name AND pid <> pg_backend_pid()"
-                ),
-                {"name": name},
-            )
-        try:
-            yield
-        finally:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
-    finally:
-        admin.dispose()
-
-
 def test_an_unreachable_policy_store_fails_closed(
     db_url: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
@@ -420,7 +380,7 @@ def test_an_unreachable_policy_store_fails_closed(
         assert client.get("/r", headers=bearer(clerk)).status_code == 200
 
         unavailable: list[tuple[str, str, str]] = []
-        with store_outage(kit, db_url, tmp_path, request):
+        with database_outage(kit, db_url, tmp_path):
             time.sleep(0.8)  # past the staleness limit
             for token, path, action in (
                 (clerk, "/r", "read"),
