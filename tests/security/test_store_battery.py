@@ -362,9 +362,7 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
         time.sleep(0.05)
 
 
-def test_an_unreachable_policy_store_fails_closed(
-    db_url: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
+def test_an_unreachable_policy_store_fails_closed(db_url: str, tmp_path: Path) -> None:
     settings = settings_for(
         tmp_path,
         database_url=db_url,
