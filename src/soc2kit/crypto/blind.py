@@ -37,7 +37,7 @@ class BlindIndexKey:
 
     version: int
     material: bytes = field(repr=False)
-    _derived: dict[bytes, bytes] = field(default_factory=dict, repr=False)
+    _derived: dict[tuple[str | None, str, str], bytes] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if not 1 <= self.version <= 255:
@@ -46,12 +46,14 @@ class BlindIndexKey:
             raise ValueError("blind index root keys are 32 bytes")
 
     def key_for(self, context: FieldContext) -> bytes:
-        scope = context.scope()
-        derived = self._derived.get(scope)
+        place = (context.tenant, context.table, context.column)  # cheap lookup key
+        derived = self._derived.get(place)
         if derived is None:
-            info = _BIDX_INFO + pae(scope, bytes((self.version,)))
+            info = _BIDX_INFO + pae(context.scope(), bytes((self.version,)))
             derived = HKDF(hashes.SHA256(), 32, salt=None, info=info).derive(self.material)
-            self._derived[scope] = derived
+            if len(self._derived) >= 4096:
+                self._derived.clear()  # bounded; re-derived on demand
+            self._derived[place] = derived
         return derived
 
 
