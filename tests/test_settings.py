@@ -29,6 +29,7 @@ SAFE_PRODUCTION = {
     "allowed_hosts": ["api.example.com"],
     "database_url": "postgresql://app@db.example.com/app",
     "api_key_pepper": "pepper-for-tests-0123456789abcdef",
+    "encryption_kek": "kek-test-1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE",
 }
 
 
@@ -135,6 +136,21 @@ def test_unknown_keyword_settings_stay_errors() -> None:
         ({"rate_limit_enabled": False}, "rate limiting"),
         ({"security_headers": {"Strict-Transport-Security": ""}}, "Strict-Transport-Security"),
         ({"security_headers": {"Content-Security-Policy": ""}}, "Content-Security-Policy"),
+        ({"encryption_kek": None}, "no key-encryption key"),
+        ({"encryption_kms_key_id": "alias/app"}, "several key-encryption key sources"),
+        (
+            {"encryption_kek": "soc2kit-dev-1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE"},
+            "development key-encryption key",
+        ),
+        ({"encryption_kek_file": "/srv/.soc2kit/dev-kek.json"}, "development KEK"),
+        (
+            {
+                "encryption_kek": None,
+                "encryption_kms_key_id": "alias/app",
+                "encryption_kms_endpoint_url": "http://127.0.0.1:5000",
+            },
+            "encryption_kms_endpoint_url must use https",
+        ),
     ],
 )
 def test_each_production_problem_is_reported(overrides: dict[str, object], needle: str) -> None:

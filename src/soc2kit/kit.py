@@ -22,6 +22,10 @@ from soc2kit.authz.gate import GateMiddleware
 from soc2kit.authz.inventory import check_coverage
 from soc2kit.authz.objects import ObjectAccessDenied, SelectT, check_object, tenant_filter
 from soc2kit.authz.policy import Policy
+from soc2kit.crypto import orm as crypto_orm
+from soc2kit.crypto.keyring import Keyring
+from soc2kit.crypto.service import FieldEncryption
+from soc2kit.crypto.setup import build_provider
 from soc2kit.errors import (
     ConfigurationError,
     InsecureConfigurationError,
@@ -56,6 +60,10 @@ class Kit:
             settings, SqlAuditSink(self.engine, max_queue=settings.audit_queue_size)
         )
         self.tokens = TokenVerifier(settings)
+        # Field encryption: data keys wrapped by the KEK provider, in soc2kit's tables.
+        self.keys = Keyring(self.engine, build_provider(settings), settings, self.audit)
+        self.encryption = FieldEncryption(self.keys)
+        self.encryption.attach(self.engine)
         self.policy = Policy(self.engine, self.audit, settings)
         self.api_keys = ApiKeyStore(self.engine, settings, self.audit)
         # Late-bound: revocation is the policy's, asked on every request (cache hits too).
@@ -193,8 +201,16 @@ class Kit:
                 f"soc2kit tables are at revision {revision or 'none'}, not "
                 f"{db.head_revision()}: run `soc2kit db upgrade` before starting"
             )
+        expired = crypto_orm.expired_plaintext_windows()
+        if expired:
+            raise ConfigurationError(
+                "plaintext migration windows have ended; run `soc2kit encryption "
+                f"encrypt-existing` and drop allow_plaintext_until: {', '.join(expired)}"
+            )
+        self.keys.load(create=not self.settings.is_production)
         self.policy.refresh()
         self.policy.start_sync()
+        self.keys.start_refresh()
         self.audit.record(
             "service.start",
             action="start",
@@ -205,6 +221,7 @@ class Kit:
 
     def shutdown(self) -> None:
         self.policy.stop_sync()
+        self.keys.stop_refresh()
         try:
             self.audit.record("service.stop", action="stop", outcome="success", actor="system")
             self.audit.close()
@@ -229,7 +246,16 @@ def _settings_summary(settings: Settings) -> dict[str, Any]:
         "rate_limit": settings.rate_limit if settings.rate_limit_enabled else None,
         "max_body_bytes": settings.max_body_bytes,
         "docs": settings.docs_active,
+        "encryption_kek": build_provider_summary(settings),
     }
+
+
+def build_provider_summary(settings: Settings) -> str:
+    if settings.encryption_kms_key_id is not None:
+        return "aws-kms"
+    if settings.encryption_kek_file is not None or settings.encryption_kek is not None:
+        return "local"
+    return "development"
 
 
 def _docs_paths(app: FastAPI) -> frozenset[str]:

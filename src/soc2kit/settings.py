@@ -116,6 +116,18 @@ class Settings(BaseSettings):
     audit_queue_size: int = Field(default=10_000, ge=1)
     audit_log_events: bool = True
 
+    # Field encryption (soc2kit.crypto): where the key-encryption key lives.
+    encryption_kek: SecretStr | None = None  # "kek-id:base64url[,old-id:base64url...]"
+    encryption_kek_file: Path | None = None
+    encryption_kms_key_id: str | None = None  # AWS KMS key id, ARN or alias
+    encryption_kms_region: str | None = None
+    encryption_kms_endpoint_url: str | None = None
+    encryption_key_cache_ttl_seconds: float = Field(default=3600.0, gt=0, le=86400)
+    encryption_key_cache_max_uses: int = Field(default=50_000_000, ge=1)
+    encryption_max_encryptions_per_key: int = Field(default=2**30, ge=1, le=2**32)
+    encryption_key_max_age_days: int = Field(default=365, ge=1)
+    encryption_refresh_seconds: float = Field(default=60.0, gt=0, le=3600)
+
     @field_validator(
         "jwt_algorithms",
         "allowed_hosts",
@@ -312,6 +324,7 @@ def production_problems(settings: Settings, app: Any = None) -> list[str]:
         if key is None or len(key.get_secret_value()) < 32:
             # A short or missing pepper makes IP pseudonyms brute-forceable.
             problems.append("audit_client_ip='hmac' needs audit_ip_hmac_key of 32+ characters")
+    problems += _encryption_problems(settings)
     if (
         settings.docs_enabled is None
         and app is not None
@@ -321,4 +334,35 @@ def production_problems(settings: Settings, app: Any = None) -> list[str]:
             "API docs are served without explicit opt-in: build the app with "
             "FastAPI(**settings.fastapi_docs_kwargs()) or set SOC2KIT_DOCS_ENABLED"
         )
+    return problems
+
+
+def _encryption_problems(settings: Settings) -> list[str]:
+    sources = [
+        name
+        for name in ("encryption_kek", "encryption_kek_file", "encryption_kms_key_id")
+        if getattr(settings, name) is not None
+    ]
+    if not sources:
+        return [
+            "no key-encryption key: set encryption_kek, encryption_kek_file or "
+            "encryption_kms_key_id (the generated development keyring is refused)"
+        ]
+    problems: list[str] = []
+    if len(sources) > 1:
+        problems.append(f"several key-encryption key sources are set: {', '.join(sources)}")
+    from soc2kit.crypto.providers import DEV_KEK_FILE, DEV_KEK_PREFIX  # avoids an import cycle
+
+    if settings.encryption_kek is not None and any(
+        part.strip().startswith(DEV_KEK_PREFIX)
+        for part in settings.encryption_kek.get_secret_value().split(",")
+    ):
+        problems.append("a development key-encryption key (soc2kit-dev-*) is configured")
+    if settings.encryption_kek_file is not None and settings.encryption_kek_file.name == (
+        DEV_KEK_FILE
+    ):
+        problems.append("encryption_kek_file is the generated development KEK")
+    endpoint = settings.encryption_kms_endpoint_url
+    if endpoint is not None and not endpoint.startswith("https://"):
+        problems.append("encryption_kms_endpoint_url must use https")
     return problems

@@ -415,6 +415,7 @@ SAFE = {
     "allowed_hosts": ["api.example.com"],
     "database_url": "postgresql://app@db.example.com/app",
     "api_key_pepper": "pepper-for-tests-0123456789abcdef",
+    "encryption_kek": "kek-test-1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE",
 }
 
 

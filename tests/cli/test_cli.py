@@ -32,6 +32,7 @@ SAFE_ENV = {
     "SOC2KIT_ALLOWED_HOSTS": "api.example.com",
     "SOC2KIT_DATABASE_URL": "postgresql://app@127.0.0.1:1/app",
     "SOC2KIT_API_KEY_PEPPER": "pepper-for-tests-0123456789abcdef",
+    "SOC2KIT_ENCRYPTION_KEK": "kek-test-1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE",
 }
 
 APP_MODULE = """
@@ -126,10 +127,11 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
 def test_db_upgrade_creates_the_tables(tmp_path: Path, database_url: str) -> None:
     result = run(["db", "upgrade", "--database-url", database_url], tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "0002" in result.stdout
+    assert "0003" in result.stdout
     engine = sa.create_engine(soc2kit.db.normalize_url(database_url))
     try:
-        assert "soc2kit_audit_events" in sa.inspect(engine).get_table_names()
+        names = sa.inspect(engine).get_table_names()
+        assert {"soc2kit_audit_events", "soc2kit_data_keys", "soc2kit_encryption_jobs"} <= set(names)
     finally:
         engine.dispose()
 

@@ -173,6 +173,18 @@ def decrypt(keys: Mapping[int, DataKey], blob: bytes, context: FieldContext) -> 
         raise DecryptionError("ciphertext failed authentication") from None
 
 
+def decrypt_with_key(key: DataKey, blob: bytes, context: FieldContext) -> bytes:
+    """Decrypt with a key already looked up by the id ``blob`` names."""
+    if key_id_of(blob) != key.key_id:
+        raise UnknownKeyError("the value names another data key")
+    head, nonce, body = blob[:HEADER_LEN], blob[HEADER_LEN : HEADER_LEN + NONCE_LEN], blob[17:]
+    aead, place = key._place(context)
+    try:
+        return bytes(aead.decrypt(nonce, body, _aad(head, place, _b(context.row))))
+    except InvalidTag:
+        raise DecryptionError("ciphertext failed authentication") from None
+
+
 def to_text(blob: bytes) -> str:
     """The text form for string columns: ``e1:`` + unpadded base64url."""
     return TEXT_PREFIX + base64.urlsafe_b64encode(blob).rstrip(b"=").decode("ascii")

@@ -19,3 +19,19 @@ class DecryptionError(CryptoError):
 
 class UnknownKeyError(DecryptionError):
     """The value names a key id this keyring does not hold (or no longer holds)."""
+
+
+class KeyDestroyedError(DecryptionError):
+    """The value's data key was destroyed (crypto-shredded): it is unrecoverable by design."""
+
+
+class KeyUnavailableError(CryptoError):
+    """A data key could not be unwrapped or loaded: wrong KEK, KMS unreachable, or refused."""
+
+
+class KeyNotLoadedError(CryptoError):
+    """A key scope was needed inside an async session before it was prefetched."""
+
+
+class QueryGuardError(CryptoError):
+    """A query compared, searched or ordered by an encrypted column (use its blind index)."""

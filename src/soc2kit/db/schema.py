@@ -153,3 +153,48 @@ api_keys = sa.Table(
     _ts("last_used_at", nullable=True),
     sa.Index(None, "subject"),
 )
+
+
+# Field encryption (keyring and job checkpoints) -----------------------------------
+
+data_keys = sa.Table(
+    "soc2kit_data_keys",
+    metadata,
+    # Random uint32, the id every ciphertext names in its header.
+    sa.Column("key_id", sa.BigInteger(), primary_key=True, autoincrement=False),
+    sa.Column("purpose", sa.String(8), nullable=False),  # "enc" or "bidx"
+    sa.Column("scope", sa.String(255), nullable=False),  # "" global, else a subject id
+    sa.Column("state", sa.String(16), nullable=False),
+    # "<purpose>:<scope>" while ACTIVE, else NULL: at most one active key per scope.
+    sa.Column("active_scope", sa.String(270), nullable=True, unique=True),
+    sa.Column("version", sa.Integer(), nullable=False),  # blind-index version byte
+    sa.Column("wrapped_key", sa.LargeBinary(), nullable=True),  # NULL once destroyed
+    sa.Column("kek_ref", sa.String(512), nullable=True),
+    # HMAC of a fixed label under the key: the known-answer check, reveals nothing.
+    sa.Column("check_value", sa.LargeBinary(), nullable=True),
+    sa.Column("encryptions", sa.BigInteger(), nullable=False),
+    _ts("created_at"),
+    sa.Column("created_by", sa.String(256), nullable=True),
+    _ts("activated_at", nullable=True),
+    _ts("deactivated_at", nullable=True),
+    _ts("retired_at", nullable=True),
+    _ts("destroyed_at", nullable=True),
+    sa.Column("destroyed_by", sa.String(256), nullable=True),
+    sa.Index(None, "scope"),
+)
+
+encryption_jobs = sa.Table(
+    "soc2kit_encryption_jobs",
+    metadata,
+    sa.Column("job_id", sa.String(255), primary_key=True),  # "<mode>:<table>"
+    sa.Column("mode", sa.String(32), nullable=False),
+    sa.Column("target", sa.String(512), nullable=False),
+    sa.Column("last_pk", sa.Text(), nullable=True),  # JSON list, the checkpoint
+    sa.Column("rows_scanned", sa.BigInteger(), nullable=False),
+    sa.Column("rows_changed", sa.BigInteger(), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # running, finished
+    _ts("started_at"),
+    _ts("updated_at"),
+    _ts("finished_at", nullable=True),
+    sa.Column("remaining_after", sa.BigInteger(), nullable=True),  # verification count
+)
