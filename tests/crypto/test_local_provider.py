@@ -230,12 +230,6 @@ def test_truncated_blobs_fail_outside_the_short_nonce_gap(
         provider.unwrap(blob[:length], CONTEXT)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="LocalKeyProvider.unwrap passes a <8-byte nonce to AESGCM, which raises ValueError "
-    "instead of KeyUnavailableError (providers.py does not check the blob's length)",
-)
 def test_truncation_inside_the_nonce_is_key_unavailable(provider: LocalKeyProvider) -> None:
     blob = provider.wrap(os.urandom(32), CONTEXT).blob  # header is 3 + len("kek-a") = 8 bytes
 
@@ -350,3 +344,21 @@ def test_bad_kek_files_are_configuration_errors_without_key_material(
 def test_missing_kek_file_is_a_configuration_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError):
         LocalKeyProvider.from_file(tmp_path / "absent.json")
+
+
+def test_a_kek_id_given_twice_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="twice") as info:
+        LocalKeyProvider.from_spec(f"a:{b64(KEK_A)},a:{b64(KEK_B)}")
+    assert b64(KEK_A) not in str(info.value) and b64(KEK_B) not in str(info.value)
+
+
+def test_a_development_kek_readable_by_others_is_refused(tmp_path: Path) -> None:
+    LocalKeyProvider.development(tmp_path)
+    (tmp_path / "dev-kek.json").chmod(0o644)
+    with pytest.raises(ConfigurationError, match="chmod 600"):
+        LocalKeyProvider.development(tmp_path)
+
+
+def test_wrapping_anything_but_a_32_byte_key_is_refused(provider: LocalKeyProvider) -> None:
+    with pytest.raises(ValueError):
+        provider.wrap(b"short", CONTEXT)

@@ -31,10 +31,13 @@ app.add_typer(apikeys_app, name="apikeys")
 
 def _register_subcommands() -> None:
     from soc2kit.cli.access import policy_app, principals_app, review_app
+    from soc2kit.cli.crypto import encryption_app, keys_app
 
     app.add_typer(policy_app, name="policy")
     app.add_typer(principals_app, name="principals")
     app.add_typer(review_app, name="access-review")
+    app.add_typer(keys_app, name="keys")
+    app.add_typer(encryption_app, name="encryption")
 
 
 _register_subcommands()

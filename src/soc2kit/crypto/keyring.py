@@ -171,6 +171,10 @@ class Keyring:
         self._refresh_active()
         self.known_answer_check()
 
+    def reload(self) -> None:
+        """Re-read the service-wide active keys (no creation, no rotation)."""
+        self._refresh_active()
+
     def known_answer_check(self) -> None:
         """Encrypt and decrypt a canary under every cached key; refuse to run on a mismatch.
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import os
 import struct
@@ -105,8 +106,10 @@ class LocalKeyProvider(KeyProvider):
     name = "local"
 
     def __init__(self, keks: Mapping[str, bytes], primary: str, *, development: bool = False):
-        if not keks or primary not in keks:
+        if not keks:
             raise ConfigurationError("the local key provider needs at least one KEK")
+        if primary not in keks:
+            raise ConfigurationError(f"the primary KEK {primary!r} is not among the keys")
         for kek_id, material in keks.items():
             if not kek_id or len(kek_id.encode()) > 255 or not kek_id.isprintable():
                 raise ConfigurationError("KEK ids are 1..255 printable characters")
@@ -129,6 +132,8 @@ class LocalKeyProvider(KeyProvider):
             kek_id, sep, encoded = part.rpartition(":")
             if not sep or not kek_id:
                 raise ConfigurationError("encryption_kek entries look like 'kek-id:base64url'")
+            if kek_id in keks:
+                raise ConfigurationError(f"KEK id {kek_id!r} appears twice in encryption_kek")
             keks[kek_id] = _b64decode(encoded, kek_id)
             order.append(kek_id)
         return cls(keks, order[0])
@@ -156,19 +161,29 @@ class LocalKeyProvider(KeyProvider):
             kek_id = DEV_KEK_PREFIX + os.urandom(4).hex()
             body = {"primary": kek_id, "keys": {kek_id: _b64encode(os.urandom(32))}}
             path.parent.mkdir(parents=True, exist_ok=True)
+            # Written whole to a private temporary file, then linked into place:
+            # a concurrent process never reads a half-written key file.
+            tmp = path.with_name(f".{DEV_KEK_FILE}.{os.getpid()}.{os.urandom(4).hex()}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                pass  # another process created it first: read theirs
-            else:
                 with os.fdopen(fd, "w", encoding="utf-8") as fh:
                     json.dump(body, fh)
+                with contextlib.suppress(FileExistsError):  # another process won: use theirs
+                    os.link(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
+        if path.stat().st_mode & 0o077:
+            raise ConfigurationError(
+                f"{str(path)!r} is readable by other users: chmod 600 it (it holds a key)"
+            )
         provider = cls.from_file(path)
         provider._development = True
         return provider
 
     # KeyProvider ---------------------------------------------------------------
     def wrap(self, key: bytes, context: Mapping[str, str]) -> WrappedKey:
+        if len(key) != 32:
+            raise ValueError("data keys are 32 bytes")
         kek_id = self._primary.encode()
         nonce = os.urandom(12)
         head = _LOCAL_FORMAT + struct.pack(">B", len(kek_id)) + kek_id
@@ -179,6 +194,8 @@ class LocalKeyProvider(KeyProvider):
         if len(blob) < 3 or blob[:2] != _LOCAL_FORMAT:
             raise KeyUnavailableError("wrapped key is not in the local provider's format")
         id_len = blob[2]
+        if len(blob) < 3 + id_len + 12 + 32 + 16:
+            raise KeyUnavailableError("wrapped key is truncated")
         head = blob[: 3 + id_len]
         kek_id = head[3:].decode("utf-8", "replace")
         kek = self._keks.get(kek_id)
@@ -186,11 +203,14 @@ class LocalKeyProvider(KeyProvider):
             raise KeyUnavailableError(f"KEK {kek_id!r} is not configured")
         nonce, body = blob[3 + id_len : 15 + id_len], blob[15 + id_len :]
         try:
-            return kek.decrypt(nonce, body, self._aad(head, context))
+            key = kek.decrypt(nonce, body, self._aad(head, context))
         except InvalidTag:
             raise KeyUnavailableError(
                 f"wrapped key failed to unwrap under KEK {kek_id!r} (wrong KEK or moved row)"
             ) from None
+        if len(key) != 32:
+            raise KeyUnavailableError("wrapped key does not hold a 32-byte data key")
+        return key
 
     def kek_of(self, blob: bytes) -> str:
         """The KEK id a wrapped blob names (for status reports)."""
