@@ -206,6 +206,13 @@ class Encrypted(TypeDecorator[Any]):
     def process_result_value(self, value: Any, dialect: Dialect) -> Any:
         return None if value is None else Stored(value)
 
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Any:
+        # The per-row hot path: wrap the driver's value without TypeDecorator's layers.
+        inner = self.load_dialect_impl(dialect).result_processor(dialect, coltype)
+        if inner is None:
+            return lambda value: None if value is None else Stored(value)
+        return lambda value: None if value is None else Stored(inner(value))
+
     def process_literal_param(self, value: Any, dialect: Dialect) -> str:
         raise CryptoError("encrypted values cannot be rendered as SQL literals")
 
@@ -557,12 +564,10 @@ def keyring_for(dialect: Dialect) -> Keyring:
 def _session_keyring(session: Session | None, mapper: Mapper[Any]) -> Keyring:
     if session is None:
         raise CryptoError("encrypted objects are read and written through a Session")
-    cached = session.info.get(_KEYRING)
-    bind = session.get_bind(mapper=mapper)
-    if cached is not None and cached[0] is bind.dialect:
-        return cached[1]  # type: ignore[no-any-return]
-    keyring = keyring_for(bind.dialect)
-    session.info[_KEYRING] = (bind.dialect, keyring)
+    cache: dict[Mapper[Any], Keyring] = session.info.setdefault(_KEYRING, {})
+    keyring = cache.get(mapper)
+    if keyring is None:
+        keyring = cache[mapper] = keyring_for(session.get_bind(mapper=mapper).dialect)
     return keyring
 
 
@@ -581,12 +586,16 @@ def _fill_defaults(spec: _Spec, state: InstanceState[Any]) -> None:
     d = state.dict
     for key, default in spec.defaults.items():
         if d.get(key) is None:
-            state.get_impl(key).set(state, d, default(), None)
+            d[key] = default()  # pending object: the INSERT reads the dict
 
 
 def _row_identity(spec: _Spec, state: InstanceState[Any], mapper: Mapper[Any]) -> str | None:
     if not spec.bind_row:
         return None
+    if len(spec.pk) == 1:
+        value = state.dict.get(spec.pk[0])
+        if value is not None:
+            return str(value)
     values = [state.dict.get(key) for key in spec.pk]
     if any(v is None for v in values):
         raise CryptoError(
@@ -674,34 +683,25 @@ def _seal(
             attributes.flag_modified(state.obj(), e.key)  # include it in the UPDATE
         d[e.key] = Sealed(aead.to_text(blob) if e.type.storage == "text" else blob, plaintext)
         sealed_any = True
-    if sealed_any and state.session_id is not None:
+    if sealed_any:
         session = state.session
         if session is not None:
-            session.info.setdefault(_SEALED, weakref.WeakSet()).add(state)
+            # Cleared after the flush; kept only so a failed flush can be undone.
+            session.info.setdefault(_SEALED, []).append(state)
 
 
-def _unseal(mapper: Mapper[Any], connection: Connection, state: InstanceState[Any]) -> None:
-    spec = _spec(mapper)
-    if spec is None:
-        return
-    d = state.dict
-    for e in spec.encrypted:
-        value = d.get(e.key)
-        if isinstance(value, Sealed):
-            d[e.key] = value.plaintext
+def _unseal_all(session: Session, *_: Any) -> None:
+    """Put plaintext back into the objects sealed by the flush (after it, or after a rollback).
 
-
-def _restore_after_rollback(session: Session, previous_transaction: Any) -> None:
-    """A failed flush leaves sealed values in objects that stay in memory: put plaintext back."""
+    After a successful flush the objects show plaintext again; after a failed
+    one, objects that stay in memory must not keep ciphertext either.
+    """
     sealed = session.info.pop(_SEALED, None)
-    for state in list(sealed or ()):
-        for key, value in list(state.dict.items()):
-            if isinstance(value, Sealed):
-                state.dict[key] = value.plaintext
-
-
-def _forget_sealed(session: Session, flush_context: Any) -> None:
-    session.info.pop(_SEALED, None)
+    for state in sealed or ():
+        d = state.dict
+        for key, value in list(d.items()):
+            if value.__class__ is Sealed:
+                d[key] = value.plaintext
 
 
 # read path ----------------------------------------------------------------------------
@@ -723,27 +723,25 @@ def _open_state(
     spec: _Spec, state: InstanceState[Any], session: Session | None, attrs: Any
 ) -> None:
     d = state.dict
-    pending = [
-        e
-        for e in spec.encrypted
-        if isinstance(d.get(e.key), Stored) and (attrs is None or e.key in attrs)
-    ]
-    if not pending:
-        return
-    keyring = _session_keyring(session, state.mapper)
-    row = _row_identity_loaded(spec, state)
-    tenant = _tenant(spec, state)
-    for e in pending:
-        d[e.key] = open_value(keyring, e.type, d[e.key].raw, e.table, e.column, tenant, row)
+    keyring = None
+    row = tenant = None
+    for e in spec.encrypted:
+        value = d.get(e.key)
+        if value.__class__ is not Stored or (attrs is not None and e.key not in attrs):
+            continue
+        if keyring is None:
+            keyring = _session_keyring(session, state.mapper)
+            row = _row_identity_loaded(spec, state)
+            tenant = _tenant(spec, state)
+        d[e.key] = open_value(keyring, e.type, value.raw, e.table, e.column, tenant, row)
 
 
 def _row_identity_loaded(spec: _Spec, state: InstanceState[Any]) -> str | None:
     if not spec.bind_row:
         return None
-    values = [state.dict.get(key) for key in spec.pk]
-    if len(values) == 1:
-        return str(values[0])
-    return json.dumps([str(v) for v in values])
+    if len(spec.pk) == 1:
+        return str(state.dict.get(spec.pk[0]))
+    return json.dumps([str(state.dict.get(key)) for key in spec.pk])
 
 
 def open_value(
@@ -871,10 +869,8 @@ def expired_plaintext_windows(today: date | None = None) -> list[str]:
 _LISTENERS: tuple[tuple[Any, str, Callable[..., None]], ...] = (
     (Mapper, "before_insert", _seal_state),
     (Mapper, "before_update", _seal_update),
-    (Mapper, "after_insert", _unseal),
-    (Mapper, "after_update", _unseal),
     (Mapper, "load", _on_load),
     (Mapper, "refresh", _on_refresh),
-    (Session, "after_soft_rollback", _restore_after_rollback),
-    (Session, "after_flush_postexec", _forget_sealed),
+    (Session, "after_soft_rollback", _unseal_all),
+    (Session, "after_flush_postexec", _unseal_all),
 )
