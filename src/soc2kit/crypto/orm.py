@@ -211,7 +211,8 @@ class Encrypted(TypeDecorator[Any]):
         inner = self.load_dialect_impl(dialect).result_processor(dialect, coltype)
         if inner is None:
             return lambda value: None if value is None else Stored(value)
-        return lambda value: None if value is None else Stored(inner(value))
+        convert: Callable[[Any], Any] = inner
+        return lambda value: None if value is None else Stored(convert(value))
 
     def process_literal_param(self, value: Any, dialect: Dialect) -> str:
         raise CryptoError("encrypted values cannot be rendered as SQL literals")
