@@ -50,24 +50,27 @@ def test_demo_curl_lines_work(tmp_path: Path) -> None:
             lines.append(line.rstrip("\n"))
             if line.startswith("Every request above"):
                 break
-        script = [ln for ln in lines if ln.startswith(("export ", "curl "))]
+        script = [ln for ln in lines if ln.startswith(("export ", "curl ", "ID="))]
         labels = [ln for ln in lines if ln.startswith("# ")]
         assert len(script) == 8, lines
         _wait_for_port(port)
-        results = []
-        exports = [ln for ln in script if ln.startswith("export ")]
-        for label, cmd in zip(labels, [ln for ln in script if ln.startswith("curl ")], strict=True):
-            expected = int(re.search(r"\((\d{3})\)", label).group(1))  # type: ignore[union-attr]
-            probe = (
-                " ".join(exports)
-                + "; "
-                + cmd.replace("curl -s", "curl -s -o /dev/null -w '%{http_code}'", 1).replace(
-                    " -i", ""
-                )
-            )
-            code = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, timeout=30)
-            results.append((label, expected, code.stdout.strip()))
-        assert all(str(exp) == got for _, exp, got in results), results
+        # One shell runs the lines in order (the create line keeps the new id in $ID);
+        # each request line is rewritten to print its status code.
+        probe = []
+        for line in script:
+            if line.startswith("export "):
+                probe.append(line)
+            elif line.startswith("ID="):
+                probe.append(line.removesuffix("; echo $ID") + '; [ -n "$ID" ] && echo 201')
+            else:
+                fmt = "curl -s -o /dev/null -w '%{http_code}\\n'"
+                probe.append(line.replace("curl -s", fmt, 1).replace(" -i", ""))
+        run = subprocess.run(
+            ["bash", "-c", "\n".join(probe)], capture_output=True, text=True, timeout=60
+        )
+        codes = run.stdout.split()
+        expected = [re.search(r"\((\d{3})", label).group(1) for label in labels]  # type: ignore[union-attr]
+        assert codes == expected, (labels, codes, run.stderr)
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -4,21 +4,25 @@ Run it with ``make demo``. Roles: a ``clerk`` records and reads invoices, a
 ``manager`` reads and approves them. The two roles are declared in conflict,
 so soc2kit refuses to assign both to one person (segregation of duties), and
 the approval route also refuses an invoice's own creator.
-``customer_email`` is personal data: field-level encryption will cover it.
+``customer_email`` is personal data: it is stored encrypted (AES-256-GCM bound
+to its row), searchable by equality through a blind index, and shown only by
+the single-invoice route whose response schema asks for it.
 """
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import Annotated
 
 import sqlalchemy as sa
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Query
 from pydantic import BaseModel, EmailStr, Field
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 import soc2kit
 from soc2kit import Principal, public, require
+from soc2kit.crypto import BlindIndex, Encrypted, uuid7
 
 
 class Base(DeclarativeBase):
@@ -28,8 +32,12 @@ class Base(DeclarativeBase):
 class Invoice(Base):
     __tablename__ = "invoices"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    customer_email: Mapped[str] = mapped_column(sa.String(320))  # PII
+    # Client-generated, so each encrypted value can be bound to its row before INSERT.
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid7)
+    customer_email: Mapped[str] = mapped_column(Encrypted(sa.String(320)))  # PII
+    customer_email_bidx: Mapped[bytes] = mapped_column(
+        BlindIndex("customer_email", normalize="casefold_strip"), index=True
+    )
     amount_cents: Mapped[int]
     status: Mapped[str] = mapped_column(sa.String(20), default="draft")
     created_by: Mapped[str] = mapped_column(sa.String(256))
@@ -42,10 +50,14 @@ class InvoiceIn(BaseModel):
 
 
 class InvoiceOut(BaseModel):
-    id: int
+    id: uuid.UUID
     amount_cents: int
     status: str
     created_by: str
+
+
+class InvoiceDetail(InvoiceOut):
+    customer_email: str  # decrypted only because this schema asks for it
 
 
 settings = soc2kit.Settings()
@@ -76,19 +88,27 @@ def index() -> dict[str, str]:
 
 
 @app.get("/invoices")
-def list_invoices(principal: Principal = require("invoices", "read")) -> list[InvoiceOut]:
+def list_invoices(
+    principal: Principal = require("invoices", "read"),
+    customer_email: Annotated[EmailStr | None, Query(description="exact match")] = None,
+) -> list[InvoiceOut]:
+    query = sa.select(Invoice).order_by(Invoice.id).limit(100)
+    if customer_email is not None:
+        # Equality search on an encrypted column goes through its blind index.
+        query = query.where(Invoice.customer_email.bidx_eq(customer_email))
     with Session(kit.engine) as session:
-        rows = session.scalars(sa.select(Invoice).order_by(Invoice.id).limit(100))
-        return [_out(i) for i in rows]
+        return [_out(i) for i in session.scalars(query)]
 
 
 @app.get("/invoices/{invoice_id}")
-def read_invoice(invoice_id: int, principal: Principal = require("invoices", "read")) -> InvoiceOut:
+def read_invoice(
+    invoice_id: uuid.UUID, principal: Principal = require("invoices", "read")
+) -> InvoiceDetail:
     with Session(kit.engine) as session:
         invoice = session.get(Invoice, invoice_id)
         if invoice is None:
             raise HTTPException(404)
-        return _out(invoice)
+        return InvoiceDetail(**_out(invoice).model_dump(), customer_email=invoice.customer_email)
 
 
 @app.post("/invoices", status_code=201)
@@ -117,7 +137,7 @@ def create_invoice(
 
 @app.post("/invoices/{invoice_id}/approve")
 def approve_invoice(
-    invoice_id: int, principal: Principal = require("invoices", "approve")
+    invoice_id: uuid.UUID, principal: Principal = require("invoices", "approve")
 ) -> InvoiceOut:
     with Session(kit.engine) as session, session.begin():
         invoice = session.get(Invoice, invoice_id)

@@ -21,21 +21,23 @@ def curl_lines(base: str) -> list[tuple[str, str]]:
         ("public readiness probe (200)", f"curl -s {base}/readyz"),
         ("no token (401)", f"curl -s -i {base}/invoices"),
         (
-            "clerk creates an invoice (201)",
-            f'curl -s -X POST {base}/invoices -H "Authorization: Bearer {clerk}" '
-            f"{json_hdr} -d {body}",
+            "clerk creates an invoice (201; its id is kept in $ID)",
+            f'ID=$(curl -s -X POST {base}/invoices -H "Authorization: Bearer {clerk}" '
+            f"{json_hdr} -d {body} | python3 -c 'import json,sys; print(json.load(sys.stdin)"
+            '["id"])\'); echo $ID',
         ),
         (
-            "clerk lists invoices (200)",
-            f'curl -s {base}/invoices -H "Authorization: Bearer {clerk}"',
+            "clerk finds it by the encrypted email, through its blind index (200)",
+            f'curl -s "{base}/invoices?customer_email=ADA@example.com" '
+            f'-H "Authorization: Bearer {clerk}"',
         ),
         (
             "clerk may not approve (403)",
-            f'curl -s -i -X POST {base}/invoices/1/approve -H "Authorization: Bearer {clerk}"',
+            f'curl -s -i -X POST {base}/invoices/$ID/approve -H "Authorization: Bearer {clerk}"',
         ),
         (
             "manager approves (200)",
-            f'curl -s -X POST {base}/invoices/1/approve -H "Authorization: Bearer {manager}"',
+            f'curl -s -X POST {base}/invoices/$ID/approve -H "Authorization: Bearer {manager}"',
         ),
     ]
 
