@@ -74,6 +74,7 @@ class Kit:
             "database": self._check_database,
             "audit": self.audit.health,
             "policy": self.policy.readiness,
+            "encryption": self.keys.readiness,
         }
 
     # readiness -----------------------------------------------------------------

@@ -64,7 +64,7 @@ def test_readyz_is_200_when_everything_is_fine(
     assert resp.status_code == 200
     assert resp.json() == {
         "status": "ok",
-        "checks": {"database": "ok", "audit": "ok", "policy": "ok"},
+        "checks": {"database": "ok", "audit": "ok", "policy": "ok", "encryption": "ok"},
     }
     http_rows = [r for r in audit_rows(kit) if r["event_type"] == "http.request"]
     assert http_rows[-1]["route"] == "/readyz"
@@ -103,7 +103,12 @@ def test_readyz_is_503_when_audit_writes_fail(
     resp = client.get("/readyz")
     assert resp.status_code == 503
     body = resp.json()
-    assert body["checks"] == {"database": "ok", "audit": "failing", "policy": "ok"}
+    assert body["checks"] == {
+        "database": "ok",
+        "audit": "failing",
+        "policy": "ok",
+        "encryption": "ok",
+    }
     assert body["failing"]["audit"].startswith("audit writes failing: ")
     assert "soc2kit_audit_events" not in resp.text  # the driver's message stays inside
     assert "INSERT" not in resp.text
@@ -131,6 +136,7 @@ def test_readyz_names_a_failing_registered_check(make_client: Any) -> None:
         "database": "ok",
         "audit": "ok",
         "policy": "ok",
+        "encryption": "ok",
         "queue": "failing",
     }
     state["reason"] = None  # type: ignore[assignment]

@@ -679,6 +679,10 @@ class Keyring:
         with self._lock:
             for r in rows:
                 self._stored_counts[int(r.key_id)] = int(r.encryptions)
+            # Subject scopes are re-read on their next use, so a rotation made by
+            # another replica is followed within one refresh interval.
+            for slot in [s for s in self._active if s[1] != GLOBAL_SCOPE]:
+                del self._active[slot]
             if active_enc:
                 self._active[(ENC, GLOBAL_SCOPE)] = int(active_enc[0].key_id)
             else:
@@ -745,6 +749,12 @@ class Keyring:
                 self.refresh()
             except Exception as exc:  # keep refreshing; the type only, messages may hold URLs
                 log.error("keyring refresh failed: %s", type(exc).__name__)
+
+    def readiness(self) -> str | None:
+        """For /readyz: None when an active data key and blind-index key are loaded."""
+        if (ENC, GLOBAL_SCOPE) not in self._active or self._blind is None:
+            return "no active data key loaded"
+        return None
 
     def describe(self) -> dict[str, Any]:
         """Evidence: provider, KEK reference, algorithm (no key material)."""
