@@ -122,6 +122,8 @@ class Settings(BaseSettings):
     encryption_kms_key_id: str | None = None  # AWS KMS key id, ARN or alias
     encryption_kms_region: str | None = None
     encryption_kms_endpoint_url: str | None = None
+    # Key ids/ARNs whose wrapped keys are accepted (empty: any key KMS lets us use).
+    encryption_kms_allowed_key_ids: CsvList = Field(default_factory=list)
     encryption_key_cache_ttl_seconds: float = Field(default=3600.0, gt=0, le=86400)
     encryption_key_cache_max_uses: int = Field(default=50_000_000, ge=1)
     encryption_max_encryptions_per_key: int = Field(default=2**30, ge=1, le=2**32)
@@ -135,6 +137,7 @@ class Settings(BaseSettings):
         "cors_allow_methods",
         "cors_allow_headers",
         "trusted_proxies",
+        "encryption_kms_allowed_key_ids",
         mode="before",
     )
     @classmethod

@@ -79,19 +79,28 @@ def _models(refs: list[str]) -> list[type[Any]]:
 
     if not refs:
         raise _fail("name at least one --model module:Class")
+    import sqlalchemy as sa
+
+    from soc2kit.crypto.orm import _spec
+
     models = [load_object(ref) for ref in refs]
     for ref, model in zip(refs, models, strict=True):
-        if not isinstance(model, type):
-            raise _fail(f"{ref} is not a model class")
+        try:
+            mapper = sa.inspect(model) if isinstance(model, type) else None
+        except sa.exc.NoInspectionAvailable:
+            mapper = None
+        if mapper is None or not hasattr(mapper, "class_manager"):
+            raise _fail(f"{ref} is not a mapped SQLAlchemy model")
+        if _spec(mapper) is None:
+            raise _fail(f"{ref} has no Encrypted columns")
     return models
 
 
 def _key_id(text: str) -> int:
-    try:
-        value = int(text, 16)
-    except ValueError:
-        raise _fail(f"key ids are 8 hex digits, not {text!r}") from None
-    if not 0 < value <= 0xFFFFFFFF:
+    if len(text) != 8 or any(c not in "0123456789abcdefABCDEF" for c in text):
+        raise _fail(f"key ids are 8 hex digits, not {text!r}")
+    value = int(text, 16)
+    if value == 0:
         raise _fail(f"key ids are 8 hex digits, not {text!r}")
     return value
 
@@ -191,12 +200,31 @@ def retire(
 
 @keys_app.command("destroy")
 def destroy(
-    subject: Annotated[str, typer.Option("--subject", help="The data subject to erase.")],
+    subject: Annotated[
+        str | None, typer.Option("--subject", help="The data subject to erase.")
+    ] = None,
+    key: Annotated[
+        str | None, typer.Option("--key", help="A RETIRED key to delete for good.")
+    ] = None,
     reason: Annotated[str | None, typer.Option(help="Why (recorded in the audit trail).")] = None,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Crypto-shred a data subject: its keys are deleted and its data becomes unreadable."""
+    """Crypto-shred a data subject (--subject), or destroy a retired key (--key)."""
+    if (subject is None) == (key is None):
+        raise _fail("give exactly one of --subject or --key")
+    if key is not None:
+        target = _key_id(key)
+        if not yes and not typer.confirm(f"Destroy retired key {target:08x} for good?"):
+            raise _fail("not confirmed; nothing destroyed", code=1)
+        with _keyring(database_url, load=False) as ctx:
+            try:
+                ctx.keyring.destroy_key(target, actor=_operator())
+            except CryptoError as exc:
+                raise _fail(str(exc)) from None
+        Console().print(f"key {target:08x} destroyed", markup=False)
+        return
+    assert subject is not None
     if not yes and not typer.confirm(
         f"Destroy every key of subject {subject!r}? Its encrypted data becomes unrecoverable"
     ):
@@ -225,9 +253,13 @@ def _run_job(
     restart: bool,
     max_batches: int | None,
     database_url: str | None,
+    data_url: str | None,
 ) -> None:
+    from soc2kit import db
+
     models = _models(model)
     err = Console(stderr=True)
+    data_engine = db.create_engine(data_url) if data_url else None
     with _keyring(database_url) as ctx:
         for cls in models:
             run = (
@@ -260,6 +292,7 @@ def _run_job(
                         max_batches=max_batches,
                         progress=progress,
                         actor=_operator(),
+                        engine=data_engine,
                     )
                 except CryptoError as exc:
                     raise _fail(str(exc)) from None
@@ -295,6 +328,10 @@ _Restart = Annotated[bool, typer.Option("--restart", help="Ignore a checkpoint; 
 _MaxBatches = Annotated[
     int | None, typer.Option("--max-batches", help="Stop after this many batches.", min=1)
 ]
+_DataUrl = Annotated[
+    str | None,
+    typer.Option("--data-url", help="The models' database, when not soc2kit's own."),
+]
 
 
 @encryption_app.command("reencrypt")
@@ -306,9 +343,12 @@ def reencrypt(
     restart: _Restart = False,
     max_batches: _MaxBatches = None,
     database_url: DatabaseUrl = None,
+    data_url: _DataUrl = None,
 ) -> None:
     """Rewrite rows still on old keys under the active key (resumable; verified at the end)."""
-    _run_job("reencrypt", model, batch_size, rate, dry_run, restart, max_batches, database_url)
+    _run_job(
+        "reencrypt", model, batch_size, rate, dry_run, restart, max_batches, database_url, data_url
+    )
 
 
 @encryption_app.command("encrypt-existing")
@@ -320,19 +360,31 @@ def encrypt_existing(
     restart: _Restart = False,
     max_batches: _MaxBatches = None,
     database_url: DatabaseUrl = None,
+    data_url: _DataUrl = None,
 ) -> None:
     """Encrypt plaintext left in encrypted columns and fill their blind indexes."""
     _run_job(
-        "encrypt-existing", model, batch_size, rate, dry_run, restart, max_batches, database_url
+        "encrypt-existing",
+        model,
+        batch_size,
+        rate,
+        dry_run,
+        restart,
+        max_batches,
+        database_url,
+        data_url,
     )
 
 
 @encryption_app.command("status")
-def status(model: Models, database_url: DatabaseUrl = None) -> None:
+def status(model: Models, database_url: DatabaseUrl = None, data_url: _DataUrl = None) -> None:
     """Per encrypted column: rows per key id, rows on inactive keys, plaintext left."""
+    from soc2kit import db
+
     models = _models(model)
+    data_engine = db.create_engine(data_url) if data_url else None
     with _keyring(database_url) as ctx:
-        rows = [s for cls in models for s in ctx.encryption.status(cls)]
+        rows = [s for cls in models for s in ctx.encryption.status(cls, engine=data_engine)]
         active = {k.hex_id for k in ctx.keyring.list_keys() if k.state.value == "ACTIVE"}
     table = Table(title="Encrypted columns")
     for name in ("model", "column", "rows per key id", "old keys", "plaintext", "null", "bidx"):

@@ -11,6 +11,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
+from typer.exceptions import TyperException
 
 from soc2kit._version import __version__
 from soc2kit.cli.apikeys import apikeys_app
@@ -85,6 +86,11 @@ def check(
         settings = kit.settings
         problems = []
     problems += production_problems(settings, target)
+    from soc2kit.crypto.orm import expired_plaintext_windows
+
+    problems += [
+        f"plaintext migration window has ended: {column}" for column in expired_plaintext_windows()
+    ]
     _print_problems(problems, settings.environment)
     raise typer.Exit(1 if problems else 0)
 
@@ -180,8 +186,17 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except typer.Exit as exc:  # pragma: no cover - typer re-exports click's Exit
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except TyperException as exc:
+        # typer bundles its own click: its usage errors are not click's classes.
+        formatter = getattr(exc, "format_message", None)
+        message = formatter() if callable(formatter) else str(exc)
+        err.print(f"error: {message}", markup=False, highlight=False)
+        sys.exit(int(getattr(exc, "exit_code", 2)))
     except BaseException as exc:
         if isinstance(exc, SystemExit):
             raise

@@ -29,9 +29,5 @@ class KeyUnavailableError(CryptoError):
     """A data key could not be unwrapped or loaded: wrong KEK, KMS unreachable, or refused."""
 
 
-class KeyNotLoadedError(CryptoError):
-    """A key scope was needed inside an async session before it was prefetched."""
-
-
 class QueryGuardError(CryptoError):
     """A query compared, searched or ordered by an encrypted column (use its blind index)."""

@@ -144,6 +144,7 @@ class Keyring:
         self._blind: tuple[BlindIndexKey, BlindIndexKey] | None = None
         self._blind_ids: tuple[int, int] = (0, 0)
         self._warned_async: set[str] = set()
+        self._quiet = threading.local()
         self.plaintext_reads: dict[tuple[str, str], int] = {}
         # Outside production the service-wide keys appear on first use; in
         # production they are generated deliberately (`soc2kit keys generate`).
@@ -168,7 +169,14 @@ class Keyring:
                         "no active data key: run `soc2kit keys generate` before starting"
                     )
                 self._create(purpose, GLOBAL_SCOPE, actor="system")
-        self._refresh_active()
+        self._quiet.active = True  # start-up runs inside the lifespan: no async warning
+        try:
+            self._refresh_active()
+            active = self._active.get((ENC, GLOBAL_SCOPE))
+            if active is not None:
+                self._entry(active)  # unwrapped and checked now, not on first use
+        finally:
+            self._quiet.active = False
         self.known_answer_check()
 
     def reload(self) -> None:
@@ -270,6 +278,8 @@ class Keyring:
 
     def _note_blocking(self, what: str) -> None:
         """Say so when a provider or database call runs on the event loop (AsyncSession)."""
+        if getattr(self._quiet, "active", False):
+            return
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -342,6 +352,8 @@ class Keyring:
     ) -> int:
         """Generate, wrap and store a key; returns its id (or the concurrent winner's)."""
         _check_scope(scope)
+        if scope != GLOBAL_SCOPE:
+            self._refuse_destroyed(scope)
         material = os.urandom(32)
         for _attempt in range(5):
             key_id = int.from_bytes(os.urandom(4), "big")
@@ -379,25 +391,38 @@ class Keyring:
                             activated_at=now if active else None,
                         )
                     )
+                    # Same transaction: no key without its audit event.
+                    self._audit.record_in(
+                        conn,
+                        "crypto.key.created",
+                        action="create",
+                        outcome="success",
+                        actor=actor,
+                        resource_type="data_key",
+                        resource_id=f"{key_id:08x}",
+                        purpose=purpose,
+                        key_scope="service" if scope == GLOBAL_SCOPE else "subject",
+                        state=state.value,
+                        kek=wrapped.kek_ref,
+                    )
             except sa.exc.IntegrityError:
                 winner = self._read_active(purpose, scope) if active else None
                 if winner is not None:
                     return winner  # another replica created this scope's key first
                 continue  # key id collision: draw again
-            self._audit.record(
-                "crypto.key.created",
-                action="create",
-                outcome="success",
-                actor=actor,
-                resource_type="data_key",
-                resource_id=f"{key_id:08x}",
-                purpose=purpose,
-                key_scope="service" if scope == GLOBAL_SCOPE else "subject",
-                state=state.value,
-                kek=wrapped.kek_ref,
-            )
             return key_id
         raise CryptoError("could not allocate a data key id")
+
+    def _refuse_destroyed(self, scope: str) -> None:
+        with self.engine.connect() as conn:
+            destroyed = conn.execute(
+                sa.select(sa.func.count()).where(
+                    data_keys.c.scope == scope, data_keys.c.state == KeyState.DESTROYED.value
+                )
+            ).scalar_one()
+        if destroyed:
+            self._destroyed_scopes.add(scope)
+            raise KeyDestroyedError("this data subject's key was destroyed: its data is erased")
 
     def generate(self, *, actor: Actor = "system") -> list[int]:
         """Create the service-wide keys that are missing (``soc2kit keys generate``)."""
@@ -417,6 +442,21 @@ class Keyring:
         reason: str | None = None,
     ) -> int:
         """Add a key PENDING, check it, promote it; the previous one becomes DECRYPT_ONLY."""
+        if purpose == BIDX:
+            with self.engine.connect() as conn:
+                previous = conn.execute(
+                    sa.select(sa.func.count()).where(
+                        data_keys.c.purpose == BIDX,
+                        data_keys.c.state == KeyState.DECRYPT_ONLY.value,
+                    )
+                ).scalar_one()
+            if previous:
+                # Lookups match the active and one previous index key: a second
+                # rotation before re-indexing would make older rows unfindable.
+                raise CryptoError(
+                    "the previous blind-index key is still in use: run `soc2kit encryption "
+                    "reencrypt` and retire it before rotating again"
+                )
         new_id = self._create(purpose, scope, actor=actor, state=KeyState.PENDING)
         self._unwrap(new_id)  # readable from the table by anyone: the "distribute" step
         slot = f"{purpose}:{scope}"
@@ -443,6 +483,19 @@ class Keyring:
                 ).rowcount
                 if promoted != 1:
                     raise CryptoError("the new key left PENDING before promotion")
+                self._audit.record_in(
+                    conn,
+                    "crypto.key.rotated",
+                    action="rotate",
+                    outcome="success",
+                    actor=actor,
+                    resource_type="data_key",
+                    resource_id=f"{new_id:08x}",
+                    previous=None if old is None else f"{old:08x}",
+                    purpose=purpose,
+                    key_scope="service" if scope == GLOBAL_SCOPE else "subject",
+                    reason=reason,
+                )
         except sa.exc.IntegrityError:
             with self.engine.begin() as conn:
                 conn.execute(
@@ -451,18 +504,6 @@ class Keyring:
                     .values(state=KeyState.RETIRED.value, retired_at=_now())
                 )
             raise CryptoError("a concurrent rotation won: run the rotation again") from None
-        self._audit.record(
-            "crypto.key.rotated",
-            action="rotate",
-            outcome="success",
-            actor=actor,
-            resource_type="data_key",
-            resource_id=f"{new_id:08x}",
-            previous=None if old is None else f"{old:08x}",
-            purpose=purpose,
-            key_scope="service" if scope == GLOBAL_SCOPE else "subject",
-            reason=reason,
-        )
         self._refresh_active()
         if scope != GLOBAL_SCOPE:
             with self._lock:
@@ -477,26 +518,52 @@ class Keyring:
             )
         self._transition(key_id, KeyState.DECRYPT_ONLY, KeyState.RETIRED, "retired_at", actor)
 
+    def destroy_key(self, key_id: int, *, actor: Actor = "system") -> None:
+        """RETIRED -> DESTROYED: delete a retired key's wrapped material for good."""
+        self._transition(
+            key_id,
+            KeyState.RETIRED,
+            KeyState.DESTROYED,
+            "destroyed_at",
+            actor,
+            wrapped_key=None,
+            check_value=None,
+            destroyed_by=_actor_id(actor),
+        )
+
+    def key_info(self, key_id: int) -> KeyInfo | None:
+        for info in self.list_keys():
+            if info.key_id == key_id:
+                return info
+        return None
+
     def _transition(
-        self, key_id: int, source: KeyState, target: KeyState, stamp: str, actor: Actor
+        self,
+        key_id: int,
+        source: KeyState,
+        target: KeyState,
+        stamp: str,
+        actor: Actor,
+        **values: Any,
     ) -> None:
         with self.engine.begin() as conn:
             changed = conn.execute(
                 data_keys.update()
                 .where(data_keys.c.key_id == key_id, data_keys.c.state == source.value)
-                .values(state=target.value, **{stamp: _now()})
+                .values(state=target.value, **{stamp: _now()}, **values)
             ).rowcount
-        if changed != 1:
-            raise CryptoError(f"key {key_id:08x} is not {source.value}")
+            if changed != 1:
+                raise CryptoError(f"key {key_id:08x} is not {source.value}")
+            self._audit.record_in(
+                conn,
+                f"crypto.key.{target.value.lower()}",
+                action=target.value.lower(),
+                outcome="success",
+                actor=actor,
+                resource_type="data_key",
+                resource_id=f"{key_id:08x}",
+            )
         self._forget(key_id)
-        self._audit.record(
-            f"crypto.key.{target.value.lower()}",
-            action=target.value.lower(),
-            outcome="success",
-            actor=actor,
-            resource_type="data_key",
-            resource_id=f"{key_id:08x}",
-        )
         self._refresh_active()
 
     def destroy_subject(self, subject: str, *, actor: Actor, reason: str | None = None) -> int:
@@ -547,21 +614,22 @@ class Keyring:
                         destroyed_by=_actor_id(actor),
                     )
                 )
+            self._audit.record_in(
+                conn,
+                "crypto.key.destroyed",
+                action="destroy",
+                outcome="success",
+                actor=actor,
+                resource_type="data_subject",
+                resource_id=subject,
+                keys_destroyed=destroyed,
+                reason=reason,
+            )
         with self._lock:
             self._destroyed_scopes.add(subject)
             for slot in [s for s in self._active if s[1] == subject]:
                 self._cache.pop(self._active.pop(slot), None)
         self._evict_gone()
-        self._audit.record(
-            "crypto.key.destroyed",
-            action="destroy",
-            outcome="success",
-            actor=actor,
-            resource_type="data_subject",
-            resource_id=subject,
-            keys_destroyed=destroyed,
-            reason=reason,
-        )
         return int(destroyed)
 
     def rewrap_all(self, *, actor: Actor = "system") -> int:
@@ -588,15 +656,17 @@ class Keyring:
                     )
                     .values(wrapped_key=wrapped.blob, kek_ref=wrapped.kek_ref)
                 ).rowcount
-        self._audit.record(
-            "crypto.kek.rewrapped",
-            action="rewrap",
-            outcome="success",
-            actor=actor,
-            resource_type="keyring",
-            keys=count,
-            kek=self.provider.describe().get("kek"),
-        )
+        with self.engine.begin() as conn:
+            self._audit.record_in(
+                conn,
+                "crypto.kek.rewrapped",
+                action="rewrap",
+                outcome="success",
+                actor=actor,
+                resource_type="keyring",
+                keys=count,
+                kek=self.provider.describe().get("kek"),
+            )
         return count
 
     def list_keys(self, *, scope: str | None = None) -> list[KeyInfo]:

@@ -399,7 +399,7 @@ def _null_test(op: Any, other: tuple[Any, ...]) -> bool:
 
 
 def _guard_error(expr: Any, op: Any) -> QueryGuardError:
-    name = getattr(op, "__name__", str(op))
+    name = op if isinstance(op, str) else getattr(op, "__name__", str(op)).removesuffix("_op")
     try:
         column = _column_of(expr)
         where = f"{column.table.name}.{column.name}"
@@ -656,6 +656,8 @@ def _seal(
     for b in spec.blind:
         if insert or rebind or b.source in committed:
             source = _plain(d.get(b.source))
+            if source is not None:
+                source = _source_type(spec, b.source).validate(source)
             context = aead.FieldContext(b.table, b.column, tenant)
             d[b.key] = None if source is None else b.type.compute(keyring, source, context)
             if not insert:
@@ -689,6 +691,13 @@ def _seal(
         if session is not None:
             # Cleared after the flush; kept only so a failed flush can be undone.
             session.info.setdefault(_SEALED, []).append(state)
+
+
+def _source_type(spec: _Spec, key: str) -> Encrypted:
+    for e in spec.encrypted:
+        if e.key == key:
+            return e.type
+    raise CryptoError(f"{key} is not encrypted")  # pragma: no cover - checked at mapping
 
 
 def _unseal_all(session: Session, *_: Any) -> None:
@@ -837,7 +846,7 @@ def _guard_statement(
         *getattr(clauseelement, "_group_by_clauses", ()),
     ):
         if isinstance(getattr(clause, "type", None), Encrypted):
-            raise _guard_error(clause, operators.asc_op)
+            raise _guard_error(clause, "ORDER BY / GROUP BY")
 
 
 # model discovery -----------------------------------------------------------------------------

@@ -7,8 +7,9 @@ primary-key order and in batches:
   compare-and-swap updates (``WHERE column IS NOT DISTINCT FROM <value read>``),
   so a row the application changed meanwhile is never overwritten with stale
   data; the batch is then re-read and repeated until none of its rows needs work;
-* the checkpoint (last primary key, counters) is written in the same transaction
-  as the batch, so an interrupted run resumes where it stopped;
+* the checkpoint (last primary key, counters) is written after each batch, so an
+  interrupted run resumes where it stopped (a batch run twice is harmless: the
+  compare-and-swap finds nothing left to do);
 * at the end a full verification counts what is left (rows on old keys, or
   plaintext) and records it; only a count of zero lets a key be retired.
 """
@@ -16,6 +17,7 @@ primary-key order and in batches:
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -31,9 +33,11 @@ from soc2kit.authn.principal import Principal
 from soc2kit.crypto import aead
 from soc2kit.crypto import orm as fle
 from soc2kit.crypto.codec import decode_value, encode_value
-from soc2kit.crypto.errors import CryptoError, DecryptionError
+from soc2kit.crypto.errors import CryptoError, DecryptionError, KeyDestroyedError
 from soc2kit.crypto.keyring import GLOBAL_SCOPE, Keyring
 from soc2kit.db.schema import encryption_jobs
+
+log = logging.getLogger("soc2kit.crypto")
 
 Mode = Literal["reencrypt", "encrypt-existing"]
 Progress = Callable[[int, int], None]  # (rows scanned so far, rows in the table)
@@ -117,24 +121,54 @@ class FieldEncryption:
         return list(results.values())
 
     def rows_on_key(self, key_id: int, models: Sequence[type[Any]], *, engine: Any = None) -> int:
-        """How many stored values in ``models`` still name ``key_id``."""
+        """How many stored values (or blind indexes, for an index key) in ``models`` use it."""
+        info = self.keyring.key_info(key_id)
+        if info is None:
+            raise CryptoError(f"no data key with id {key_id:08x}")
         total = 0
         for model in models:
-            for status in self.status(model, engine=engine):
-                total += status.rows_by_key.get(f"{key_id:08x}", 0)
+            plan = _Plan(model, self.keyring)
+            with (engine or self.keyring.engine).connect() as conn:
+                for row in _scan(conn, plan, None, 5000):
+                    if info.purpose == "bidx":
+                        total += sum(
+                            1
+                            for b in plan.spec.blind
+                            if row[b.key] is not None and row[b.key][0] == info.version
+                        )
+                        continue
+                    for e in plan.spec.encrypted:
+                        blob = None if row[e.key] is None else _header(row[e.key])
+                        if blob is not None and int.from_bytes(blob[1:5], "big") == key_id:
+                            total += 1
         return total
 
     def retire(
         self,
         key_id: int,
-        models: Sequence[type[Any]],
+        models: Sequence[type[Any]] | None = None,
         *,
         engine: Engine | None = None,
         actor: Principal | str | None = "system",
     ) -> None:
-        """Verify that no row of ``models`` uses ``key_id``, then retire it."""
+        """Verify that no row of ``models`` uses ``key_id``, then retire it.
+
+        ``models`` defaults to every mapped model with encrypted columns; a model
+        left out of an explicit list is named in a warning, since retiring makes
+        its rows under that key unreadable.
+        """
+        known = [m.class_ for m in fle.encrypted_mappers()]
+        if models is None:
+            models = known
         if not models:
-            raise CryptoError("name every model with encrypted columns to verify before retiring")
+            raise CryptoError("no model with encrypted columns to verify: name them")
+        unchecked = sorted(m.__name__ for m in known if m not in models)
+        if unchecked:
+            log.warning(
+                "retiring key %08x without checking these models: %s",
+                key_id,
+                ", ".join(unchecked),
+            )
         remaining = self.rows_on_key(key_id, models, engine=engine)
         self.keyring.retire(key_id, remaining_rows=remaining, actor=actor)
 
@@ -457,15 +491,22 @@ class _Plan:
                 reseal = True
             else:
                 key_id = int.from_bytes(blob[1:5], "big")
-                reseal = mode == "reencrypt" and key_id != self.keyring.active_key_id(
-                    self._scope(row, e)
-                )
-                if check_only and (reseal or e.key in stale_blind):
+                try:
+                    reseal = mode == "reencrypt" and key_id != self.keyring.active_key_id(
+                        self._scope(row, e)
+                    )
+                    if not reseal and e.key not in stale_blind:
+                        continue
+                    key = self.keyring.decryption_key(key_id)
+                except KeyDestroyedError:
+                    continue  # crypto-shredded: nothing to move, nothing to index
+                if check_only:
                     return {}
-                if not reseal and e.key not in stale_blind:
-                    continue
-                key = self.keyring.decryption_key(key_id)
-                value = decode_value(aead.decrypt_with_key(key, blob, context))
+                try:
+                    value = decode_value(aead.decrypt_with_key(key, blob, context))
+                except DecryptionError as exc:
+                    fle._decrypt_failed(self.keyring, context, key_id, type(exc).__name__)
+                    raise
             plaintexts[e.key] = value
             if reseal:
                 dirty = True

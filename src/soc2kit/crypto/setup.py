@@ -17,6 +17,7 @@ def build_provider(settings: Settings) -> KeyProvider:
             settings.encryption_kms_key_id,
             region_name=settings.encryption_kms_region,
             endpoint_url=settings.encryption_kms_endpoint_url,
+            allowed_key_ids=settings.encryption_kms_allowed_key_ids or None,
         )
     elif settings.encryption_kek_file is not None:
         provider = LocalKeyProvider.from_file(settings.encryption_kek_file)
