@@ -257,3 +257,23 @@ def test_uuid_rows_as_context() -> None:
     ctx = FieldContext("t", "c", None, str(uuid.uuid4()))
     assert roundtrip(Decimal("12.50"), ctx) == Decimal("12.50")
     assert roundtrip(date(2000, 1, 1), ctx) == date(2000, 1, 1)
+
+
+def test_the_orm_fast_path_matches_the_reference_functions() -> None:
+    from soc2kit.crypto.aead import open_at, seal_at
+
+    key = DataKey(7, bytes(range(32)))
+    ctx = FieldContext("customers", "email", "acme", "row-1")
+    blob = seal_at(key, b"\x01hello", "customers", "email", "acme", "row-1")
+    assert decrypt({7: key}, blob, ctx) == b"\x01hello"
+    assert open_at(key, encrypt(key, b"\x01hi", ctx), "customers", "email", "acme", "row-1") == (
+        b"\x01hi"
+    )
+    for place in (
+        ("customers", "email", "acme", "row-2"),
+        ("customers", "name", "acme", "row-1"),
+        ("customers", "email", None, "row-1"),
+        ("people", "email", "acme", "row-1"),
+    ):
+        with pytest.raises(DecryptionError):
+            open_at(key, blob, *place)

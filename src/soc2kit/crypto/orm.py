@@ -680,8 +680,7 @@ def _seal(
             raise CryptoError(f"{e.key}: a stored value cannot be re-bound without opening it")
         plaintext = e.type.validate(_plain(value))
         key = keyring.encryption_key(_scope(e, state))
-        context = aead.FieldContext(e.table, e.column, tenant, row)
-        blob = aead.encrypt(key, encode_value(plaintext), context)
+        blob = aead.seal_at(key, encode_value(plaintext), e.table, e.column, tenant, row)
         if not insert and e.key not in committed:
             attributes.flag_modified(state.obj(), e.key)  # include it in the UPDATE
         d[e.key] = Sealed(aead.to_text(blob) if e.type.storage == "text" else blob, plaintext)
@@ -764,24 +763,25 @@ def open_value(
     row: str | None,
 ) -> Any:
     """Decrypt one stored value for its place (also used by the re-encryption jobs)."""
-    context = aead.FieldContext(table, column, tenant, row)
     blob = _ciphertext(raw)
     if blob is None:
         until = column_type.allow_plaintext_until
         if until is not None and datetime.now(UTC).date() <= until:
             keyring.count_plaintext_read(table, column)
             return _legacy(column_type, raw)
+        context = aead.FieldContext(table, column, tenant, row)
         _decrypt_failed(keyring, context, None, "value is not a soc2kit ciphertext")
         raise DecryptionError(f"{table}.{column} holds a value that is not a soc2kit ciphertext")
     key_id = int.from_bytes(blob[1:5], "big")
     try:
         key = keyring.decryption_key(key_id)
-        return decode_value(aead.decrypt_with_key(key, blob, context))
+        return decode_value(aead.open_at(key, blob, table, column, tenant, row))
     except KeyDestroyedError:
         if column_type.on_destroyed == "none":
             return None
         raise
     except DecryptionError as exc:
+        context = aead.FieldContext(table, column, tenant, row)
         _decrypt_failed(keyring, context, key_id, type(exc).__name__)
         raise
 
