@@ -30,6 +30,8 @@ SAFE_PRODUCTION = {
     "database_url": "postgresql://app@db.example.com/app",
     "api_key_pepper": "pepper-for-tests-0123456789abcdef",
     "encryption_kek": "kek-test-1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE",
+    "audit_signing_key": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",
+    "audit_anchor_dir": "/var/lib/app/audit-anchors",
 }
 
 

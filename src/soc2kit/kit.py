@@ -12,8 +12,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from soc2kit import db
-from soc2kit.audit.sink import SqlAuditSink
-from soc2kit.audit.trail import AuditTrail
+from soc2kit.audit.setup import build_trail
 from soc2kit.authn.apikeys import ApiKeyStore
 from soc2kit.authn.authenticator import Authenticator
 from soc2kit.authn.principal import Principal
@@ -56,9 +55,7 @@ class Kit:
         self.settings = settings
         self.engine: Engine = db.create_engine(settings.database_url)
         self.sessions: sessionmaker[Session] = db.session_factory(self.engine)
-        self.audit = AuditTrail(
-            settings, SqlAuditSink(self.engine, max_queue=settings.audit_queue_size)
-        )
+        self.audit = build_trail(settings, self.engine)
         self.tokens = TokenVerifier(settings)
         # Field encryption: data keys wrapped by the KEK provider, in soc2kit's tables.
         self.keys = Keyring(self.engine, build_provider(settings), settings, self.audit)
@@ -212,6 +209,8 @@ class Kit:
         self.policy.refresh()
         self.policy.start_sync()
         self.keys.start_refresh()
+        if self.audit.sealer is not None:
+            self.audit.sealer.start()
         self.audit.record(
             "service.start",
             action="start",

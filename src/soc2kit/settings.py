@@ -115,6 +115,17 @@ class Settings(BaseSettings):
     audit_max_field_chars: int = Field(default=2048, ge=64, le=65536)
     audit_queue_size: int = Field(default=10_000, ge=1)
     audit_log_events: bool = True
+    # Sealed log: Ed25519 checkpoint signing key and the anchor store.
+    audit_signing_key: SecretStr | None = None  # base64url 32-byte Ed25519 private key
+    audit_signing_key_name: str | None = None  # defaults to service_name
+    audit_signing_key_file: Path | None = None  # {"name": ..., "key": ...}
+    audit_anchor_dir: Path | None = None  # outside production: <data_dir>/audit-anchors
+    audit_log_origin: str | None = None  # defaults to "<service_name>/audit"
+    audit_seal_interval_seconds: float = Field(default=0.5, gt=0, le=60)
+    audit_checkpoint_interval_seconds: float = Field(default=60.0, gt=0, le=86400)
+    audit_checkpoint_every: int = Field(default=10_000, ge=1)
+    audit_heartbeat_seconds: float = Field(default=300.0, gt=0, le=86400)
+    audit_max_checkpoint_age_seconds: float = Field(default=900.0, gt=0)
 
     # Field encryption (soc2kit.crypto): where the key-encryption key lives.
     encryption_kek: SecretStr | None = None  # "kek-id:base64url[,old-id:base64url...]"
@@ -197,6 +208,17 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.environment == "production"
+
+    @property
+    def audit_origin(self) -> str:
+        return self.audit_log_origin or f"{self.service_name}/audit"
+
+    @property
+    def audit_anchor_path(self) -> Path | None:
+        """Where checkpoints are anchored; production must name it explicitly."""
+        if self.audit_anchor_dir is not None:
+            return self.audit_anchor_dir
+        return None if self.is_production else self.data_dir / "audit-anchors"
 
     @property
     def docs_active(self) -> bool:
@@ -328,6 +350,19 @@ def production_problems(settings: Settings, app: Any = None) -> list[str]:
             # A short or missing pepper makes IP pseudonyms brute-forceable.
             problems.append("audit_client_ip='hmac' needs audit_ip_hmac_key of 32+ characters")
     problems += _encryption_problems(settings)
+    if settings.audit_signing_key is None and settings.audit_signing_key_file is None:
+        problems.append(
+            "no audit signing key: set audit_signing_key or audit_signing_key_file "
+            "(checkpoints of the audit log must be signed by a key kept out of the database)"
+        )
+    elif settings.audit_signing_key_file is not None and settings.audit_signing_key_file.name == (
+        "dev-audit-signing-key.json"
+    ):
+        problems.append("audit_signing_key_file is the generated development key")
+    if settings.audit_anchor_dir is None:
+        problems.append(
+            "audit_anchor_dir is not set: checkpoints need an anchor store outside the database"
+        )
     if (
         settings.docs_enabled is None
         and app is not None

@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from soc2kit.audit import AuditTrail, SqlAuditSink
+from soc2kit.audit.setup import build_trail
 from soc2kit.authn import Principal
 from soc2kit.db import create_engine, upgrade
 from soc2kit.errors import AuditWriteError
@@ -34,7 +35,12 @@ def stored(engine: sa.Engine) -> list[dict[str, object]]:
 
 def make_trail(engine: sa.Engine, tmp_path: Path, **settings: object) -> AuditTrail:
     s = Settings(environment="test", data_dir=tmp_path, service_name="billing", **settings)
-    return AuditTrail(s, SqlAuditSink(engine))
+    return build_trail(s, engine)
+
+
+def with_sealer(sink: SqlAuditSink, engine: sa.Engine, tmp_path: Path) -> AuditTrail:
+    s = Settings(environment="test", data_dir=tmp_path)
+    return AuditTrail(s, sink, sealer=build_trail(s, engine).sealer)
 
 
 def test_record_stores_the_owasp_fields(engine: sa.Engine, tmp_path: Path) -> None:
@@ -131,7 +137,7 @@ def test_hmac_ip_policy_is_keyed_and_stable(tmp_path: Path) -> None:
 def test_write_failure_is_retried_never_dropped(engine: sa.Engine, tmp_path: Path) -> None:
     trail = make_trail(engine, tmp_path)
     with engine.begin() as conn:
-        conn.execute(sa.text("ALTER TABLE soc2kit_audit_events RENAME TO parked"))
+        conn.execute(sa.text("ALTER TABLE soc2kit_audit_inbox RENAME TO parked"))
     trail.record("a", action="b", outcome="success")
     deadline = time.monotonic() + 10
     while trail.health() is None and time.monotonic() < deadline:
@@ -140,7 +146,7 @@ def test_write_failure_is_retried_never_dropped(engine: sa.Engine, tmp_path: Pat
     with pytest.raises(AuditWriteError):
         trail.flush(timeout=0.3)
     with engine.begin() as conn:
-        conn.execute(sa.text("ALTER TABLE parked RENAME TO soc2kit_audit_events"))
+        conn.execute(sa.text("ALTER TABLE parked RENAME TO soc2kit_audit_inbox"))
     trail.flush(timeout=15)
     assert trail.health() is None
     assert [r["event_type"] for r in stored(engine)] == ["a"]
@@ -148,9 +154,9 @@ def test_write_failure_is_retried_never_dropped(engine: sa.Engine, tmp_path: Pat
 
 def test_full_queue_applies_back_pressure(engine: sa.Engine, tmp_path: Path) -> None:
     sink = SqlAuditSink(engine, max_queue=2, batch_size=1)
-    trail = AuditTrail(Settings(environment="test", data_dir=tmp_path), sink)
+    trail = with_sealer(sink, engine, tmp_path)
     with engine.begin() as conn:  # park the table so the writer cannot drain
-        conn.execute(sa.text("ALTER TABLE soc2kit_audit_events RENAME TO parked"))
+        conn.execute(sa.text("ALTER TABLE soc2kit_audit_inbox RENAME TO parked"))
     done = threading.Event()
 
     def producer() -> None:
@@ -162,7 +168,7 @@ def test_full_queue_applies_back_pressure(engine: sa.Engine, tmp_path: Path) -> 
     thread.start()
     assert not done.wait(0.5), "producer should block on the full queue, not drop"
     with engine.begin() as conn:
-        conn.execute(sa.text("ALTER TABLE parked RENAME TO soc2kit_audit_events"))
+        conn.execute(sa.text("ALTER TABLE parked RENAME TO soc2kit_audit_inbox"))
     assert done.wait(15)
     trail.flush(timeout=15)
     assert sorted(r["event_type"] for r in stored(engine)) == [f"e{i}" for i in range(6)]
@@ -183,9 +189,9 @@ def test_arecord_waits_for_a_full_queue_without_blocking_the_loop(
     import asyncio
 
     sink = SqlAuditSink(engine, max_queue=1, batch_size=1)
-    trail = AuditTrail(Settings(environment="test", data_dir=tmp_path), sink)
+    trail = with_sealer(sink, engine, tmp_path)
     with engine.begin() as conn:
-        conn.execute(sa.text("ALTER TABLE soc2kit_audit_events RENAME TO parked"))
+        conn.execute(sa.text("ALTER TABLE soc2kit_audit_inbox RENAME TO parked"))
 
     async def scenario() -> int:
         # Saturate: the writer holds one (failing) batch and the queue is full.
@@ -202,7 +208,7 @@ def test_arecord_waits_for_a_full_queue_without_blocking_the_loop(
             ticks += 1
         assert not waiting.done(), "arecord must wait while the sink is saturated"
         with engine.begin() as conn:
-            conn.execute(sa.text("ALTER TABLE parked RENAME TO soc2kit_audit_events"))
+            conn.execute(sa.text("ALTER TABLE parked RENAME TO soc2kit_audit_inbox"))
         await asyncio.wait_for(waiting, 15)
         return ticks
 
@@ -227,9 +233,11 @@ def test_in_transaction_events_log_only_after_commit(
     with pytest.raises(RuntimeError):
         change_then_fail()
     assert not [r for r in caplog.records if "policy.change" in r.getMessage()]
+    trail.flush()
     assert stored(engine) == []
     with trail.transaction(engine) as conn:
         trail.record_in(conn, "policy.change", action="grant", outcome="success")
         assert not [r for r in caplog.records if "policy.change" in r.getMessage()]
     assert len([r for r in caplog.records if "policy.change" in r.getMessage()]) == 1
+    trail.flush()
     assert [r["event_type"] for r in stored(engine)] == ["policy.change"]

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from soc2kit import db
-from soc2kit.audit.sink import SqlAuditSink
+from soc2kit.audit.setup import build_trail
 from soc2kit.audit.trail import AuditTrail
 from soc2kit.authn.apikeys import API_KEY_ISSUER, ApiKeyInfo, ApiKeyStore
 from soc2kit.authn.credentials import CredentialRejected
@@ -65,7 +65,7 @@ def env(database_url: str, tmp_path: Path) -> Iterator[Env]:
     settings = Settings(environment="test", data_dir=tmp_path / "data", database_url=database_url)
     engine = db.create_engine(database_url)
     db.upgrade(engine)
-    audit = AuditTrail(settings, SqlAuditSink(engine))
+    audit = build_trail(settings, engine)
     clock = Clock()
     yield Env(ApiKeyStore(engine, settings, audit, clock=clock), engine, audit, settings, clock)
     audit.close()
@@ -277,7 +277,7 @@ def test_a_configured_pepper_is_used_and_must_be_long(tmp_path: Path, sqlite_url
     engine = db.create_engine(sqlite_url)
     db.upgrade(engine)
     settings = Settings(environment="test", data_dir=tmp_path / "d", api_key_pepper="q" * 32)
-    audit = AuditTrail(settings, SqlAuditSink(engine))
+    audit = build_trail(settings, engine)
     try:
         store = ApiKeyStore(engine, settings, audit)
         _, key = store.create("svc", [], timedelta(days=1))
@@ -297,7 +297,7 @@ def test_an_unreachable_store_rejects(tmp_path: Path) -> None:
     engine = db.create_engine(
         "postgresql://nobody@127.0.0.1:1/none", connect_args={"connect_timeout": 2}
     )
-    audit = AuditTrail(settings, SqlAuditSink(engine))
+    audit = build_trail(settings, engine)
     try:
         store = ApiKeyStore(engine, settings, audit)
         with pytest.raises(CredentialRejected, match="unavailable"):

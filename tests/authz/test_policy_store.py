@@ -20,7 +20,7 @@ from soc2kit.authz.index import Grant
 from soc2kit.authz.model import casbin_enforcer
 from soc2kit.authz.policy import Policy
 from soc2kit.authz.store import load_snapshot
-from soc2kit.db.schema import audit_events
+from soc2kit.db.schema import audit_inbox
 from soc2kit.errors import PolicyError, PolicyUnavailableError, SegregationOfDutiesError
 
 logging.getLogger("casbin").setLevel(logging.WARNING)
@@ -95,14 +95,14 @@ def test_every_change_is_audited_with_before_and_after(kit: soc2kit.Kit) -> None
 
 def test_change_and_audit_commit_together(kit: soc2kit.Kit) -> None:
     kit.audit.flush()
-    audit_events.drop(kit.engine)
+    audit_inbox.drop(kit.engine)
     try:
         with pytest.raises(sa.exc.SQLAlchemyError):
             kit.policy.grant("clerk", "invoices", "read")
         assert load_snapshot(kit.engine).grants == []  # rolled back with its audit event
         assert not kit.policy.allowed(user("x", "clerk"), "invoices", "read")
     finally:
-        audit_events.create(kit.engine)
+        audit_inbox.create(kit.engine)
 
 
 def test_tenants_scope_grants_and_assignments(kit: soc2kit.Kit) -> None:

@@ -132,6 +132,7 @@ def test_production_without_a_pepper_refuses(tmp_path: Path, sqlite_url: str) ->
         ["create", "--subject", "s", "--expires", "1d", "--database-url", sqlite_url],
         tmp_path,
         SOC2KIT_ENVIRONMENT="production",
+        SOC2KIT_AUDIT_SIGNING_KEY="AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",
     )
     assert result.returncode == 1
     assert result.stderr.strip() == "error: api_key_pepper is required in production"

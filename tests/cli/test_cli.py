@@ -33,6 +33,8 @@ SAFE_ENV = {
     "SOC2KIT_DATABASE_URL": "postgresql://app@127.0.0.1:1/app",
     "SOC2KIT_API_KEY_PEPPER": "pepper-for-tests-0123456789abcdef",
     "SOC2KIT_ENCRYPTION_KEK": "kek-test-1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE",
+    "SOC2KIT_AUDIT_SIGNING_KEY": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",
+    "SOC2KIT_AUDIT_ANCHOR_DIR": "/var/lib/app/audit-anchors",
 }
 
 APP_MODULE = """
@@ -127,11 +129,12 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
 def test_db_upgrade_creates_the_tables(tmp_path: Path, database_url: str) -> None:
     result = run(["db", "upgrade", "--database-url", database_url], tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "0003" in result.stdout
+    assert "0004" in result.stdout
     engine = sa.create_engine(soc2kit.db.normalize_url(database_url))
     try:
         names = sa.inspect(engine).get_table_names()
-        assert {"soc2kit_audit_events", "soc2kit_data_keys", "soc2kit_encryption_jobs"} <= set(names)
+        wanted = {"soc2kit_audit_events", "soc2kit_data_keys", "soc2kit_encryption_jobs"}
+        assert wanted <= set(names)
     finally:
         engine.dispose()
 

@@ -14,7 +14,7 @@ from tests.helpers import database_outage
 
 import soc2kit
 from soc2kit.authz.dependencies import PUBLIC_ATTR
-from soc2kit.db.schema import audit_events
+from soc2kit.db.schema import audit_inbox
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -96,7 +96,7 @@ def test_readyz_is_503_when_audit_writes_fail(
     client, kit = make_client(database_url=db_url)
     assert client.get("/readyz").status_code == 200
     kit.audit.flush()
-    audit_events.drop(kit.engine)
+    audit_inbox.drop(kit.engine)
     kit.audit.record("test.probe", action="probe", outcome="success")
     wait_for(lambda: kit.audit.health() is not None)
 
@@ -110,11 +110,11 @@ def test_readyz_is_503_when_audit_writes_fail(
         "encryption": "ok",
     }
     assert body["failing"]["audit"].startswith("audit writes failing: ")
-    assert "soc2kit_audit_events" not in resp.text  # the driver's message stays inside
+    assert "soc2kit_audit_inbox" not in resp.text  # the driver's message stays inside
     assert "INSERT" not in resp.text
 
     # The table comes back: the queued events are written, none was dropped.
-    audit_events.create(kit.engine)
+    audit_inbox.create(kit.engine)
     wait_for(lambda: kit.audit.health() is None)
     assert client.get("/readyz").status_code == 200
     rows = audit_rows(kit)

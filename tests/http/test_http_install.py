@@ -113,7 +113,7 @@ def test_service_start_and_stop_are_audited(settings: soc2kit.Settings) -> None:
             ]
     finally:
         engine.dispose()
-    assert types == ["service.start", "service.stop"]
+    assert [t for t in types if t.startswith("service.")] == ["service.start", "service.stop"]
     assert kit.audit.health() is None
 
 

@@ -1,7 +1,8 @@
-"""Where audit events go. The foundation's sink: one SQL table, its own transactions.
+"""Where audit events go: the inbox of the sealed log (see sealer.py).
 
 Events are queued and written by one background thread in batches, each batch
-in its own transaction, separate from any business transaction. The queue is
+in its own transaction, separate from any business transaction; ``write_in``
+writes inside the caller's transaction instead. The queue is
 bounded; when it is full, ``submit`` blocks (back-pressure) instead of dropping.
 A failed write is retried with backoff and never discarded; meanwhile the sink
 reports itself unhealthy, which fails the readiness probe.
@@ -19,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from soc2kit.audit.events import AuditEvent
-from soc2kit.db.schema import audit_events
+from soc2kit.db.schema import audit_inbox
 from soc2kit.errors import AuditWriteError
 
 log = logging.getLogger("soc2kit.audit.sink")
@@ -46,7 +47,7 @@ class AuditSink(Protocol):
 
 
 class SqlAuditSink:
-    """Batched writer to ``soc2kit_audit_events``."""
+    """Batched writer to ``soc2kit_audit_inbox`` (only INSERTs: the writer role needs no more)."""
 
     def __init__(
         self,
@@ -84,7 +85,7 @@ class SqlAuditSink:
 
     def write_in(self, conn: Connection, event: AuditEvent, payload: str) -> None:
         # Same transaction as the change it describes: both commit or neither.
-        conn.execute(sa.insert(audit_events), [_row(event, payload)])
+        conn.execute(sa.insert(audit_inbox), [_row(event, payload)])
 
     def _reserve(self) -> None:
         with self._lock:
@@ -188,7 +189,7 @@ class SqlAuditSink:
 
 
 _INSERT_SQLITE = (
-    "INSERT INTO soc2kit_audit_events (event_id, occurred_at, event_type, action, outcome, "
+    "INSERT INTO soc2kit_audit_inbox (event_id, occurred_at, event_type, action, outcome, "
     "actor_id, request_id, resource_type, resource_id, event) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERT_PSYCOPG = _INSERT_SQLITE.replace("?", "%s")

@@ -16,14 +16,18 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.to_thread
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from soc2kit._ids import uuid7_str
 from soc2kit.audit.events import OUTCOMES, AuditEvent, canonical_json, sanitize_text, sanitize_value
 from soc2kit.audit.sink import AuditSink
 from soc2kit.context import current_request
+from soc2kit.errors import AuditWriteError
 from soc2kit.settings import Settings
 
 if TYPE_CHECKING:
+    from soc2kit.audit.sealer import Sealer
+    from soc2kit.audit.verify import VerifyReport
     from soc2kit.authn.principal import Principal
 
 audit_log = logging.getLogger("soc2kit.audit")
@@ -37,9 +41,13 @@ _DIRECT_FIELDS = frozenset(
 class AuditTrail:
     """Builds sanitised events and hands them to the configured sink."""
 
-    def __init__(self, settings: Settings, sink: AuditSink) -> None:
+    def __init__(
+        self, settings: Settings, sink: AuditSink, *, sealer: Sealer | None = None
+    ) -> None:
         self._settings = settings
         self._sink = sink
+        self.sealer = sealer
+        self._recorded = False  # close() seals only when this trail wrote something
         self._max = settings.audit_max_field_chars
         key = settings.audit_ip_hmac_key
         # Without a configured pepper (development only; production refuses),
@@ -84,6 +92,7 @@ class AuditTrail:
             **extra,
         )
         self._log(payload)
+        self._recorded = True
         self._sink.submit(event, payload)
         return event
 
@@ -92,6 +101,7 @@ class AuditTrail:
         this caller only."""
         event, payload = self._build(event_type, **fields)
         self._log(payload)
+        self._recorded = True
         if not self._sink.try_submit(event, payload):
             # A few dedicated threads: waiting events must not take over the shared
             # pool that sync handlers and the readiness probe need.
@@ -173,6 +183,7 @@ class AuditTrail:
         keys): if the transaction rolls back, so does the event.
         """
         event, payload = self._build(event_type, **fields)
+        self._recorded = True
         self._sink.write_in(conn, event, payload)
         pending = conn.info.get(_PENDING_LOG)
         if pending is None:
@@ -182,14 +193,56 @@ class AuditTrail:
         return event
 
     def flush(self, timeout: float = 10.0) -> None:
-        """Block until every recorded event is stored (raises AuditWriteError)."""
+        """Store every recorded event, seal the inbox and sign a checkpoint now.
+
+        Raises AuditWriteError when events cannot be stored in ``timeout``.
+        """
         self._sink.flush(timeout)
+        if self.sealer is not None:
+            self.sealer.seal_all(checkpoint=True)
 
     def health(self) -> str | None:
-        return self._sink.health()
+        problem = self._sink.health()
+        if problem is None and self.sealer is not None:
+            problem = self.sealer.health()
+        return problem
 
     def close(self, timeout: float = 10.0) -> None:
-        self._sink.close(timeout)
+        try:
+            self._sink.close(timeout)
+        finally:
+            if self.sealer is not None:
+                self.sealer.stop()
+            if self.sealer is not None and self._recorded:
+                try:
+                    self.sealer.seal_all(checkpoint=True)
+                except SQLAlchemyError as exc:
+                    # The events stay in the inbox; the next sealer (any replica) seals them.
+                    audit_log.error("audit inbox not sealed at close: %s", type(exc).__name__)
+
+    def verify(self) -> VerifyReport:
+        """Recompute the sealed log (see soc2kit.audit.verify); never raises on tampering."""
+        from soc2kit.audit.verify import verify_log
+
+        if self.sealer is None:
+            raise AuditWriteError("this audit trail has no sealed log to verify")
+        return verify_log(
+            self.sealer.engine,
+            self.sealer.signer.verifier(),
+            origin=self.sealer.origin,
+            anchor=self.sealer.anchor,
+            max_checkpoint_age=self._settings.audit_max_checkpoint_age_seconds,
+        )
+
+    def prove(self, event_id: str) -> dict[str, Any]:
+        """An inclusion proof of one sealed event, checkable offline with the public key."""
+        from soc2kit.audit.verify import prove
+
+        if self.sealer is None:
+            raise AuditWriteError("this audit trail has no sealed log")
+        bundle = prove(self.sealer.engine, event_id)
+        bundle["vkey"] = self.sealer.signer.vkey
+        return bundle
 
     # helpers ----------------------------------------------------------------
     def _text(self, value: Any, limit: int) -> str | None:

@@ -45,7 +45,7 @@ REVIEW_FIELDS = (
 def open_policy(database_url: str | None) -> Any:
     """A Policy (and its audit trail) on the configured database, without an app."""
     from soc2kit import db
-    from soc2kit.audit import AuditTrail, SqlAuditSink
+    from soc2kit.audit.setup import build_trail
     from soc2kit.authz.policy import Policy
     from soc2kit.settings import Settings
 
@@ -57,7 +57,7 @@ def open_policy(database_url: str | None) -> Any:
             db.upgrade(engine)
         elif db.current_revision(engine) != db.head_revision():
             raise ConfigurationError("soc2kit tables are not current: run `soc2kit db upgrade`")
-        audit = AuditTrail(settings, SqlAuditSink(engine))
+        audit = build_trail(settings, engine)
         try:
             yield Policy(engine, audit, settings), audit
         finally:

@@ -62,13 +62,12 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 def _store(database_url: str | None) -> Iterator[ApiKeyStore]:
     """A store on the configured database; tables upgraded when ``auto_migrate`` allows."""
     from soc2kit import db
-    from soc2kit.audit.sink import SqlAuditSink
-    from soc2kit.audit.trail import AuditTrail
+    from soc2kit.audit.setup import build_trail
     from soc2kit.settings import Settings
 
     settings = Settings()
     engine = db.create_engine(database_url or settings.database_url)
-    audit = AuditTrail(settings, SqlAuditSink(engine))
+    audit = build_trail(settings, engine)
     try:
         if settings.migrate_on_install:
             db.upgrade(engine)

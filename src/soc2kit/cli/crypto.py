@@ -49,20 +49,20 @@ class _Context:
 def _keyring(database_url: str | None, *, load: bool = True) -> Iterator[_Context]:
     """A keyring on the configured database and KEK; tables upgraded when auto_migrate allows."""
     from soc2kit import db
-    from soc2kit.audit.sink import SqlAuditSink
-    from soc2kit.audit.trail import AuditTrail
+    from soc2kit.audit.setup import build_trail
     from soc2kit.crypto.keyring import Keyring
     from soc2kit.crypto.service import FieldEncryption
     from soc2kit.crypto.setup import build_provider
     from soc2kit.settings import Settings
 
     settings = Settings()
+    provider = build_provider(settings)  # a missing KEK is the first thing to report
     engine = db.create_engine(database_url or settings.database_url)
-    audit = AuditTrail(settings, SqlAuditSink(engine))
+    audit = build_trail(settings, engine)
     try:
         if settings.migrate_on_install:
             db.upgrade(engine)
-        keyring = Keyring(engine, build_provider(settings), settings, audit)
+        keyring = Keyring(engine, provider, settings, audit)
         if load:
             keyring.reload()
         yield _Context(keyring, FieldEncryption(keyring), audit, engine)

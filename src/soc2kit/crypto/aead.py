@@ -212,9 +212,7 @@ def open_at(
     aead, place = entry
     try:
         return bytes(
-            aead.decrypt(
-                blob[HEADER_LEN:17], blob[17:], _aad(blob[:HEADER_LEN], place, _b(row))
-            )
+            aead.decrypt(blob[HEADER_LEN:17], blob[17:], _aad(blob[:HEADER_LEN], place, _b(row)))
         )
     except InvalidTag:
         raise DecryptionError("ciphertext failed authentication") from None

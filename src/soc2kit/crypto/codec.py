@@ -41,7 +41,10 @@ def encode_value(value: Any) -> bytes:
     if isinstance(value, uuid.UUID):
         return bytes((T_UUID,)) + value.bytes
     if isinstance(value, dict | list):
-        text = json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+        try:
+            text = json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError):
+            raise CryptoError("JSON value is not serialisable (or holds NaN/Infinity)") from None
         return bytes((T_JSON,)) + text.encode("utf-8")
     raise CryptoError(f"cannot encrypt values of type {type(value).__name__}")
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from sqlalchemy.exc import DontWrapMixin
+
 from soc2kit.errors import Soc2kitError
 
 
-class CryptoError(Soc2kitError):
-    """Base class of field-encryption errors."""
+class CryptoError(Soc2kitError, DontWrapMixin):
+    """Base class of field-encryption errors (raised as is, not wrapped by SQLAlchemy)."""
 
 
 class DecryptionError(CryptoError):

@@ -38,8 +38,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.orm import Mapper, Session, attributes
 from sqlalchemy.orm.state import InstanceState
-from sqlalchemy.sql import operators
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql import operators, visitors
+from sqlalchemy.sql.elements import BinaryExpression, ColumnElement, Over
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from soc2kit.crypto import aead
@@ -662,7 +662,10 @@ def _seal(
             d[b.key] = None if source is None else b.type.compute(keyring, source, context)
             if not insert:
                 attributes.flag_modified(state.obj(), b.key)
-    sealed_any = False
+    session = state.session
+    if session is not None:
+        # Recorded first: a later attribute failing must not leave earlier ones sealed.
+        session.info.setdefault(_SEALED, []).append(state)
     for e in spec.encrypted:
         if not (insert or rebind or e.key in committed):
             continue
@@ -684,12 +687,6 @@ def _seal(
         if not insert and e.key not in committed:
             attributes.flag_modified(state.obj(), e.key)  # include it in the UPDATE
         d[e.key] = Sealed(aead.to_text(blob) if e.type.storage == "text" else blob, plaintext)
-        sealed_any = True
-    if sealed_any:
-        session = state.session
-        if session is not None:
-            # Cleared after the flush; kept only so a failed flush can be undone.
-            session.info.setdefault(_SEALED, []).append(state)
 
 
 def _source_type(spec: _Spec, key: str) -> Encrypted:
@@ -838,15 +835,46 @@ def _decrypt_failed(
 def _guard_statement(
     conn: Connection, clauseelement: Any, multiparams: Any, params: Any, options: Any
 ) -> None:
-    if not isinstance(clauseelement, sa.Select):
+    """Refuse statements that compare, order or group by an encrypted column anywhere.
+
+    Operators on the column itself raise when the expression is built; this
+    catches what bypasses them: ORDER BY / GROUP BY (plain, by name, inside a
+    function or a subquery, in a window) and comparisons with the encrypted
+    column on the right-hand side.
+    """
+    if not isinstance(clauseelement, sa.sql.ClauseElement):
         return
-    # Private attributes, stable since 1.4: Select has no public accessor for them.
-    for clause in (
-        *getattr(clauseelement, "_order_by_clauses", ()),
-        *getattr(clauseelement, "_group_by_clauses", ()),
-    ):
-        if isinstance(getattr(clause, "type", None), Encrypted):
-            raise _guard_error(clause, "ORDER BY / GROUP BY")
+    for element in visitors.iterate(clauseelement):
+        if isinstance(element, BinaryExpression):
+            if element.operator in (operators.is_, operators.is_not):
+                continue
+            for side in (element.left, element.right):
+                if isinstance(getattr(side, "type", None), Encrypted):
+                    raise _guard_error(side, element.operator)
+        elif isinstance(element, sa.Select):
+            # Private attributes, stable since 1.4: Select has no public accessor for them.
+            for clause in (
+                *getattr(element, "_order_by_clauses", ()),
+                *getattr(element, "_group_by_clauses", ()),
+            ):
+                _refuse_ordering(clause, element)
+        elif isinstance(element, Over):
+            for part in (element.order_by, element.partition_by):
+                if part is not None:
+                    _refuse_ordering(part, None)
+
+
+def _refuse_ordering(clause: Any, select: Any) -> None:
+    text = getattr(clause, "element", None)
+    if isinstance(text, str) and select is not None:  # order_by("email")
+        for column in select.selected_columns:
+            if column.key == text and isinstance(column.type, Encrypted):
+                raise _guard_error(column, "ORDER BY / GROUP BY")
+    for part in visitors.iterate(clause):
+        if isinstance(getattr(part, "type", None), Encrypted) and not isinstance(
+            part, sa.sql.elements.TypeCoerce
+        ):
+            raise _guard_error(part, "ORDER BY / GROUP BY")
 
 
 # model discovery -----------------------------------------------------------------------------

@@ -18,6 +18,11 @@ metadata = sa.MetaData(
     }
 )
 
+
+def _ts(name: str, nullable: bool = False) -> sa.Column[object]:
+    return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)
+
+
 audit_events = sa.Table(
     "soc2kit_audit_events",
     metadata,
@@ -37,6 +42,7 @@ audit_events = sa.Table(
     sa.Column("resource_type", sa.String(100), nullable=True),
     sa.Column("resource_id", sa.String(256), nullable=True),
     sa.Column("event", sa.Text(), nullable=False),
+    _ts("sealed_at", nullable=True),
     sa.Index(None, "occurred_at"),
     sa.Index(None, "event_type"),
     sa.Index(None, "actor_id"),
@@ -45,10 +51,6 @@ audit_events = sa.Table(
 
 
 # Access control (identity, policy, reviews) --------------------------------------
-
-
-def _ts(name: str, nullable: bool = False) -> sa.Column[object]:
-    return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)
 
 
 policy_grants = sa.Table(
@@ -198,3 +200,67 @@ encryption_jobs = sa.Table(
     _ts("finished_at", nullable=True),
     sa.Column("remaining_after", sa.BigInteger(), nullable=True),  # verification count
 )
+
+
+# Sealed audit log (inbox, Merkle tree, signed checkpoints) -------------------------
+
+audit_inbox = sa.Table(
+    "soc2kit_audit_inbox",
+    metadata,
+    # Writers only INSERT here; the sealer moves rows into soc2kit_audit_events.
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("event_id", sa.String(36), nullable=False, unique=True),
+    sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("event_type", sa.String(100), nullable=False),
+    sa.Column("action", sa.String(100), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("actor_id", sa.String(256), nullable=True),
+    sa.Column("request_id", sa.String(128), nullable=True),
+    sa.Column("resource_type", sa.String(100), nullable=True),
+    sa.Column("resource_id", sa.String(256), nullable=True),
+    sa.Column("event", sa.Text(), nullable=False),
+)
+
+audit_tree = sa.Table(
+    "soc2kit_audit_tree",
+    metadata,
+    # Perfect subtrees of the RFC 9162 tree: level 0 holds the leaf hashes.
+    sa.Column("level", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("idx", sa.BigInteger(), primary_key=True, autoincrement=False),
+    sa.Column("hash", sa.LargeBinary(), nullable=False),
+)
+
+audit_state = sa.Table(
+    "soc2kit_audit_state",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("size", sa.BigInteger(), nullable=False),
+    sa.Column("root", sa.LargeBinary(), nullable=False),
+    sa.Column("frontier", sa.LargeBinary(), nullable=False),
+    _ts("updated_at"),
+)
+
+audit_checkpoints = sa.Table(
+    "soc2kit_audit_checkpoints",
+    metadata,
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("size", sa.BigInteger(), nullable=False),
+    sa.Column("root", sa.LargeBinary(), nullable=False),
+    sa.Column("timestamp", sa.BigInteger(), nullable=False),
+    sa.Column("note", sa.Text(), nullable=False),
+    _ts("created_at"),
+    sa.Index(None, "size"),
+)
+
+# Tables that only ever grow: UPDATE, DELETE (and TRUNCATE) raise in the database.
+APPEND_ONLY_TABLES = ("soc2kit_audit_events", "soc2kit_audit_tree", "soc2kit_audit_checkpoints")
