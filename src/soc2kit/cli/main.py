@@ -32,6 +32,7 @@ app.add_typer(apikeys_app, name="apikeys")
 
 def _register_subcommands() -> None:
     from soc2kit.cli.access import policy_app, principals_app, review_app
+    from soc2kit.cli.audit import audit_app
     from soc2kit.cli.crypto import encryption_app, keys_app
 
     app.add_typer(policy_app, name="policy")
@@ -39,6 +40,7 @@ def _register_subcommands() -> None:
     app.add_typer(review_app, name="access-review")
     app.add_typer(keys_app, name="keys")
     app.add_typer(encryption_app, name="encryption")
+    app.add_typer(audit_app, name="audit")
 
 
 _register_subcommands()

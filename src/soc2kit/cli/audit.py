@@ -1,0 +1,124 @@
+"""``soc2kit audit``: verify the sealed log, prove one event, print the verifier key.
+
+``verify`` prints one line per check and exits 0 when everything holds, 1 on an
+integrity failure (naming the first failing ``seq``), 2 when the result is
+incomplete or stale (no anchor, an old checkpoint, an unsealed backlog).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from soc2kit.cli.apikeys import DatabaseUrl, _fail
+
+audit_app = typer.Typer(help="The sealed audit log.", no_args_is_help=True)
+
+
+def _settings_and_engine(database_url: str | None):  # type: ignore[no-untyped-def]
+    from soc2kit import db
+    from soc2kit.settings import Settings
+
+    settings = Settings()
+    return settings, db.create_engine(database_url or settings.database_url)
+
+
+@audit_app.command("verify")
+def verify(
+    database_url: DatabaseUrl = None,
+    anchor: Annotated[
+        Path | None, typer.Option(help="Anchor directory (default: audit_anchor_dir).")
+    ] = None,
+    vkey: Annotated[
+        str | None,
+        typer.Option(help="Verifier key to trust (default: derived from the signing key)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Recompute every leaf, root, signature and anchor; exit 0, 1 (tampered) or 2 (stale)."""
+    from soc2kit.audit.checkpoints import DirectoryAnchor, NoteVerifier
+    from soc2kit.audit.setup import build_signer
+    from soc2kit.audit.verify import verify_log
+
+    settings, engine = _settings_and_engine(database_url)
+    try:
+        verifier = NoteVerifier.from_vkey(vkey) if vkey else build_signer(settings).verifier()
+        anchor_dir = anchor or settings.audit_anchor_path
+        report = verify_log(
+            engine,
+            verifier,
+            origin=settings.audit_origin,
+            anchor=DirectoryAnchor(anchor_dir) if anchor_dir is not None else None,
+            max_checkpoint_age=settings.audit_max_checkpoint_age_seconds,
+        )
+    finally:
+        engine.dispose()
+    out = Console(soft_wrap=True, highlight=False)
+    if as_json:
+        out.print(json.dumps(report.to_dict(), indent=2), markup=False)
+    else:
+        for check in report.checks:
+            out.print(f"{check.name:<11} {check.status.upper():<10} {check.detail}", markup=False)
+        if report.status == "fail":
+            out.print(
+                f"RESULT      FAIL       first failure at seq {report.first_failure}: "
+                f"{report.reason}",
+                markup=False,
+            )
+        elif report.status == "incomplete":
+            out.print(f"RESULT      INCOMPLETE {report.reason}", markup=False)
+        else:
+            out.print(f"RESULT      PASS       {report.checked} events verified", markup=False)
+    raise typer.Exit(report.exit_code)
+
+
+@audit_app.command("prove")
+def prove(
+    event: Annotated[str, typer.Option("--event", help="The event id.")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Print an inclusion proof (JSON) an auditor can check offline with the verifier key."""
+    from soc2kit.audit.setup import build_signer
+    from soc2kit.audit.verify import prove as build_proof
+
+    settings, engine = _settings_and_engine(database_url)
+    try:
+        try:
+            bundle = build_proof(engine, event)
+        except LookupError as exc:
+            raise _fail(str(exc), code=1) from None
+    finally:
+        engine.dispose()
+    bundle["vkey"] = build_signer(settings).vkey
+    Console(soft_wrap=True).print(json.dumps(bundle, indent=2), markup=False, highlight=False)
+
+
+@audit_app.command("check-proof")
+def check_proof(
+    bundle_file: Annotated[Path, typer.Argument(help="A proof printed by `audit prove`.")],
+    vkey: Annotated[str, typer.Option(help="The verifier key you trust (not the bundle's).")],
+) -> None:
+    """Check a proof offline: no database, only the proof file and the verifier key."""
+    from soc2kit.audit.checkpoints import NoteVerifier
+    from soc2kit.audit.verify import check_proof as check
+
+    try:
+        bundle = json.loads(bundle_file.read_text("utf-8"))
+    except (OSError, ValueError):
+        raise _fail(f"{bundle_file} is not a readable proof file") from None
+    if not isinstance(bundle, dict) or not check(bundle, NoteVerifier.from_vkey(vkey)):
+        raise _fail("the proof does NOT verify against this key", code=1)
+    Console().print(f"proof OK: seq {bundle['seq']} is in the signed log", markup=False)
+
+
+@audit_app.command("public-key")
+def public_key() -> None:
+    """Print the verifier key (C2SP note format) auditors use to check checkpoints."""
+    from soc2kit.audit.setup import build_signer
+    from soc2kit.settings import Settings
+
+    Console(soft_wrap=True).print(build_signer(Settings()).vkey, markup=False, highlight=False)
