@@ -38,6 +38,9 @@ class AuditSink(Protocol):
     def write_in(self, conn: Connection, event: AuditEvent, payload: str) -> None:
         """Write ``event`` on ``conn``, inside the caller's transaction."""
 
+    def write_now(self, event: AuditEvent, payload: str) -> None:
+        """Store ``event`` before returning, or raise AuditWriteError (critical events)."""
+
     def flush(self, timeout: float = 10.0) -> None: ...
 
     def health(self) -> str | None:
@@ -86,6 +89,18 @@ class SqlAuditSink:
     def write_in(self, conn: Connection, event: AuditEvent, payload: str) -> None:
         # Same transaction as the change it describes: both commit or neither.
         conn.execute(sa.insert(audit_inbox), [_row(event, payload)])
+
+    def write_now(self, event: AuditEvent, payload: str) -> None:
+        # Its own short transaction on the caller's thread: durable when this returns.
+        with self._lock:
+            if self._closed:
+                raise AuditWriteError("audit sink is closed")
+        try:
+            with self._engine.begin() as conn:
+                _insert_many(conn, [(event, payload)])
+        except Exception as exc:  # any driver error: the caller fails closed
+            log.error("critical audit event not written (%s)", type(exc).__name__)
+            raise AuditWriteError(f"audit write failed ({type(exc).__name__})") from None
 
     def _reserve(self) -> None:
         with self._lock:

@@ -11,7 +11,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import anyio.to_thread
@@ -31,6 +31,19 @@ if TYPE_CHECKING:
     from soc2kit.authn.principal import Principal
 
 audit_log = logging.getLogger("soc2kit.audit")
+
+Durability = Literal["critical", "informational"]
+# Successful reads are informational by default; every other event is critical.
+_READ_ACTIONS = frozenset({"read", "list", "get", "view", "search", "probe", "connect"})
+
+
+def _is_critical(event: AuditEvent, durability: Durability | None) -> bool:
+    if durability is not None:
+        if durability not in ("critical", "informational"):
+            raise ValueError("durability is 'critical' or 'informational'")
+        return durability == "critical"
+    return not (event.outcome == "success" and event.action in _READ_ACTIONS)
+
 
 # Fields a caller may set directly through ``**extra`` instead of nesting them.
 _DIRECT_FIELDS = frozenset(
@@ -54,6 +67,7 @@ class AuditTrail:
         # pseudonyms are stable for this process alone.
         self._ip_cache: OrderedDict[str, str | None] = OrderedDict()
         self._limiter: anyio.CapacityLimiter | None = None
+        self._queue_limiter: anyio.CapacityLimiter | None = None
         self._ip_key = (
             key.get_secret_value().encode() if key is not None else secrets.token_bytes(32)
         )
@@ -73,12 +87,17 @@ class AuditTrail:
         resource_id: str | int | None = None,
         reason: str | None = None,
         changes: dict[str, Any] | None = None,
+        durability: Durability | None = None,
         **extra: Any,
     ) -> AuditEvent:
         """Record one event. Raises ``ValueError`` for an unknown ``outcome``.
 
-        Blocks while the sink is saturated (back-pressure, never loss); from
-        async code use :meth:`arecord`, which waits without blocking the loop.
+        ``durability`` defaults by class: successful reads are *informational*
+        (queued, written in groups; back-pressure when the queue is full, never
+        loss), everything else is *critical*: stored before this call returns,
+        or :class:`AuditWriteError` is raised (fail closed). Inside a business
+        transaction use :meth:`record_in` instead. From async code use
+        :meth:`arecord`, which never blocks the event loop.
         """
         event, payload = self._build(
             event_type,
@@ -91,23 +110,38 @@ class AuditTrail:
             changes=changes,
             **extra,
         )
-        self._log(payload)
         self._recorded = True
+        if _is_critical(event, durability):
+            self._sink.write_now(event, payload)
+            self._log(payload)
+            return event
+        self._log(payload)
         self._sink.submit(event, payload)
         return event
 
     async def arecord(self, event_type: str, **fields: Any) -> AuditEvent:
         """:meth:`record` (same arguments) for async code: a saturated sink delays
         this caller only."""
+        durability = fields.pop("durability", None)
         event, payload = self._build(event_type, **fields)
-        self._log(payload)
         self._recorded = True
+        if _is_critical(event, durability):
+            if self._limiter is None:
+                self._limiter = anyio.CapacityLimiter(8)
+            await anyio.to_thread.run_sync(
+                self._sink.write_now, event, payload, limiter=self._limiter
+            )
+            self._log(payload)
+            return event
+        self._log(payload)
         if not self._sink.try_submit(event, payload):
             # A few dedicated threads: waiting events must not take over the shared
             # pool that sync handlers and the readiness probe need.
-            if self._limiter is None:
-                self._limiter = anyio.CapacityLimiter(2)
-            await anyio.to_thread.run_sync(self._sink.submit, event, payload, limiter=self._limiter)
+            if self._queue_limiter is None:
+                self._queue_limiter = anyio.CapacityLimiter(2)
+            await anyio.to_thread.run_sync(
+                self._sink.submit, event, payload, limiter=self._queue_limiter
+            )
         return event
 
     def _build(

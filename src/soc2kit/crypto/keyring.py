@@ -26,7 +26,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -34,7 +35,7 @@ from typing import Any
 
 import anyio.to_thread
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from soc2kit.audit.trail import AuditTrail
 from soc2kit.authn.principal import Principal
@@ -59,6 +60,8 @@ GLOBAL_SCOPE = ""
 _KCV_LABEL = b"soc2kit:kcv:v1"
 _CANARY = FieldContext(table="soc2kit", column="known-answer", tenant=None, row="0")
 _MAX_SCOPE = 255
+_PENDING_KEYS = "soc2kit.keys.pending"
+_NONCE_BUDGET = 2**32  # hard stop: past it, random 96-bit nonces are no longer safe
 
 Actor = Principal | str | None
 
@@ -144,6 +147,7 @@ class Keyring:
         self._blind: tuple[BlindIndexKey, BlindIndexKey] | None = None
         self._blind_ids: tuple[int, int] = (0, 0)
         self._warned_async: set[str] = set()
+        self._rolling: set[int] = set()
         self._quiet = threading.local()
         self.plaintext_reads: dict[tuple[str, str], int] = {}
         # Outside production the service-wide keys appear on first use; in
@@ -197,21 +201,52 @@ class Keyring:
                 raise KeyUnavailableError(f"known-answer check failed for key {key_id:08x}")
 
     # hot path --------------------------------------------------------------------
-    def encryption_key(self, scope: str = GLOBAL_SCOPE) -> DataKey:
-        """The active data key for ``scope``; counts the use and rolls over at the limit."""
+    def encryption_key(self, scope: str = GLOBAL_SCOPE, conn: Connection | None = None) -> DataKey:
+        """The active data key for ``scope``; counts the use and rolls over at the limit.
+
+        ``conn``: the caller's connection, if it is inside a write transaction (the
+        ORM flush passes it), so a subject key first needed there can be created
+        without waiting on that transaction's lock.
+        """
         key_id = self._active.get((ENC, scope))
         if key_id is None:
-            key_id = self._load_scope(scope)
+            key_id = self._load_scope(scope, conn=conn)
         entry = self._entry(key_id)
         with self._lock:
             count = self._counts.get(key_id, 0) + 1
             self._counts[key_id] = count
             entry.uses_left -= 1
-        if count + self._stored_counts.get(key_id, 0) >= self._max_encryptions:
+        used = count + self._stored_counts.get(key_id, 0)
+        if used >= self._max_encryptions:
             # Random 96-bit nonces: roll over long before collisions become likely.
-            log.info("data key %08x reached its encryption limit: rolling over", key_id)
-            self.rotate(purpose=ENC, scope=scope, actor="system", reason="encryption limit")
+            # In the background: the caller may hold a transaction the rotation must
+            # not wait for (SQLite's single write lock).
+            self._schedule_rollover(scope, key_id)
+            if used >= _NONCE_BUDGET:
+                raise KeyUnavailableError(
+                    f"data key {key_id:08x} used its whole nonce budget and its rollover has "
+                    "not completed: refusing to encrypt"
+                )
         return entry.key
+
+    def _schedule_rollover(self, scope: str, key_id: int) -> None:
+        with self._lock:
+            if key_id in self._rolling:
+                return
+            self._rolling.add(key_id)
+
+        def roll() -> None:
+            try:
+                log.info("data key %08x reached its encryption limit: rolling over", key_id)
+                self.flush_counts()
+                self.rotate(purpose=ENC, scope=scope, actor="system", reason="encryption limit")
+            except Exception as exc:  # retried on the next use past the limit
+                log.error("rollover of data key %08x failed: %s", key_id, type(exc).__name__)
+            finally:
+                with self._lock:
+                    self._rolling.discard(key_id)
+
+        threading.Thread(target=roll, name="soc2kit-key-rollover", daemon=True).start()
 
     def active_key_id(self, scope: str = GLOBAL_SCOPE) -> int:
         """The id of ``scope``'s active data key (loaded or created, not counted as a use)."""
@@ -301,14 +336,19 @@ class Keyring:
                 )
             ).scalar_one_or_none()
 
-    def _load_scope(self, scope: str, *, create: bool = True) -> int:
+    def _load_scope(
+        self, scope: str, *, create: bool = True, conn: Connection | None = None
+    ) -> int:
         """The active key id of a subject scope, created on first use."""
+        pending = self._pending_in(conn)
+        if pending is not None and scope in pending:
+            return pending[scope]
         if scope in self._destroyed_scopes:
             raise KeyDestroyedError("this data subject's key was destroyed: its data is erased")
         _check_scope(scope)
-        with self.engine.connect() as conn:
+        with self.engine.connect() as reader:
             states = set(
-                conn.execute(
+                reader.execute(
                     sa.select(data_keys.c.state).where(
                         data_keys.c.scope == scope, data_keys.c.purpose == ENC
                     )
@@ -326,10 +366,32 @@ class Keyring:
                     else "no active data key for this scope"
                 )
             self._note_blocking(f"scope {scope!r}")
+            if pending is not None:
+                # Created in the caller's SQLite transaction: known here until it commits.
+                key_id = self._create(ENC, scope, actor="system", conn=conn)
+                pending[scope] = key_id
+                return key_id
             key_id = self._create(ENC, scope, actor="system")
         with self._lock:
             self._active[(ENC, scope)] = key_id
         return key_id
+
+    def _pending_in(self, conn: Connection | None) -> dict[str, int] | None:
+        """Keys created inside ``conn``'s current transaction (SQLite, same database only)."""
+        if (
+            conn is None
+            or conn.dialect.name != "sqlite"
+            or self.engine.dialect.name != "sqlite"
+            or conn.engine.url != self.engine.url
+            or not conn.in_transaction()
+        ):
+            return None
+        transaction = conn.get_transaction()
+        slot = conn.info.get(_PENDING_KEYS)
+        if slot is None or slot[0] is not transaction:
+            slot = (transaction, {})
+            conn.info[_PENDING_KEYS] = slot
+        return slot[1]
 
     def prefetch(self, scopes: Iterable[str]) -> None:
         """Load (or create) the active keys of ``scopes`` now, off the hot path."""
@@ -349,8 +411,14 @@ class Keyring:
         *,
         actor: Actor,
         state: KeyState = KeyState.ACTIVE,
+        conn: Connection | None = None,
     ) -> int:
-        """Generate, wrap and store a key; returns its id (or the concurrent winner's)."""
+        """Generate, wrap and store a key; returns its id (or the concurrent winner's).
+
+        With ``conn`` the key is written in the caller's transaction (SQLite, whose
+        single write lock that transaction already holds): it commits with the data
+        it encrypts, or disappears with it.
+        """
         _check_scope(scope)
         if scope != GLOBAL_SCOPE:
             self._refuse_destroyed(scope)
@@ -363,10 +431,10 @@ class Keyring:
             now = _now()
             active = state is KeyState.ACTIVE
             try:
-                with self.engine.begin() as conn:
+                with self._transaction(conn) as tx:
                     version = 0
                     if purpose == BIDX:
-                        top = conn.execute(
+                        top = tx.execute(
                             sa.select(sa.func.max(data_keys.c.version)).where(
                                 data_keys.c.purpose == BIDX
                             )
@@ -374,7 +442,7 @@ class Keyring:
                         version = int(top or 0) + 1
                         if version > 255:
                             raise CryptoError("blind-index key versions are exhausted (255)")
-                    conn.execute(
+                    tx.execute(
                         data_keys.insert().values(
                             key_id=key_id,
                             purpose=purpose,
@@ -393,7 +461,7 @@ class Keyring:
                     )
                     # Same transaction: no key without its audit event.
                     self._audit.record_in(
-                        conn,
+                        tx,
                         "crypto.key.created",
                         action="create",
                         outcome="success",
@@ -410,8 +478,23 @@ class Keyring:
                 if winner is not None:
                     return winner  # another replica created this scope's key first
                 continue  # key id collision: draw again
+            # Cached now: a key created in the caller's transaction is not yet
+            # visible to the keyring's own connection.
+            entry = _Cached(DataKey(key_id, material), time.monotonic() + self._ttl, self._max_uses)
+            with self._lock:
+                self._cache[key_id] = entry
+                self._stored_counts.setdefault(key_id, 0)
             return key_id
         raise CryptoError("could not allocate a data key id")
+
+    @contextmanager
+    def _transaction(self, conn: Connection | None) -> Iterator[Connection]:
+        if conn is None:
+            with self.engine.begin() as own:
+                yield own
+        else:
+            with conn.begin_nested() if conn.dialect.name != "sqlite" else nullcontext():
+                yield conn
 
     def _refuse_destroyed(self, scope: str) -> None:
         with self.engine.connect() as conn:

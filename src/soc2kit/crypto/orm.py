@@ -682,7 +682,7 @@ def _seal(
         if isinstance(value, Stored):
             raise CryptoError(f"{e.key}: a stored value cannot be re-bound without opening it")
         plaintext = e.type.validate(_plain(value))
-        key = keyring.encryption_key(_scope(e, state))
+        key = keyring.encryption_key(_scope(e, state), connection)
         blob = aead.seal_at(key, encode_value(plaintext), e.table, e.column, tenant, row)
         if not insert and e.key not in committed:
             attributes.flag_modified(state.obj(), e.key)  # include it in the UPDATE

@@ -101,6 +101,13 @@ class ProxyResolver:
         return peer
 
 
+def _critical(method: str, status: int) -> bool:
+    """Writes and refusals are critical; successful reads (and upgrades) are informational."""
+    if method == "WEBSOCKET":
+        return status not in (101, 1000)
+    return method not in ("GET", "HEAD", "OPTIONS") or status >= 400
+
+
 class RequestContextMiddleware:
     def __init__(
         self,
@@ -162,11 +169,33 @@ class RequestContextMiddleware:
         extra_names = self._docs_header_names if is_docs else self._header_names
         rid_pair = (self.rid_header, request_id.encode("ascii"))
         status = 0
+        audited = False
+        replaced = False
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal status
+            nonlocal status, audited, replaced
+            if replaced:
+                return  # the app's response was replaced by a 503: drop the rest of it
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if _critical(ctx.method, status):
+                    # Critical: stored before the response leaves, or the response is a 503.
+                    ctx.route = route_template(scope, ctx.root_path)
+                    audited = True
+                    try:
+                        await self._audit(ctx, status, started, critical=True)
+                    except Exception:
+                        replaced = True
+                        status = 503
+                        ctx.extra["audit_failed"] = True
+                        await send_error(
+                            send,
+                            503,
+                            "audit_unavailable",
+                            headers=[*extra_headers, rid_pair, (b"cache-control", b"no-store")],
+                            request_id=request_id,
+                        )
+                        return
                 out = [
                     (k, v)
                     for k, v in message.get("headers", ())
@@ -210,11 +239,21 @@ class RequestContextMiddleware:
                 elif status == 0:
                     status = 1011
         finally:
-            ctx.route = route_template(scope, ctx.root_path)
-            await self._audit(ctx, status, started)
+            if not audited:
+                ctx.route = route_template(scope, ctx.root_path)
+                try:
+                    await self._audit(ctx, status, started, critical=_critical(ctx.method, status))
+                except Exception as exc:
+                    # Nothing left to refuse (the response is gone or never started); the
+                    # sink reports itself unhealthy, which fails readiness.
+                    log.error(
+                        "audit record for request %s failed: %s", request_id, type(exc).__name__
+                    )
             _exit(token)
 
-    async def _audit(self, ctx: RequestContext, status: int, started: float) -> None:
+    async def _audit(
+        self, ctx: RequestContext, status: int, started: float, *, critical: bool
+    ) -> None:
         extra: dict[str, Any] = {"duration_ms": round((time.perf_counter() - started) * 1000, 3)}
         extra.update(ctx.extra)
         if "exception" in ctx.extra:
@@ -223,15 +262,11 @@ class RequestContextMiddleware:
             outcome = _ws_outcome(status)
         else:
             outcome = outcome_for(status) if status >= 100 else "success"
-        try:
-            await self.kit.audit.arecord(
-                "http.request",
-                action=_ACTIONS.get(ctx.method, ctx.method.lower()),
-                outcome=outcome,
-                status_code=status,
-                **extra,
-            )
-        except Exception as exc:
-            # The response is already sent; the sink reports itself unhealthy,
-            # which fails readiness. Never let this mask the request's outcome.
-            log.error("audit record for request %s failed: %s", ctx.request_id, type(exc).__name__)
+        await self.kit.audit.arecord(
+            "http.request",
+            action=_ACTIONS.get(ctx.method, ctx.method.lower()),
+            outcome=outcome,
+            status_code=status,
+            durability="critical" if critical else "informational",
+            **extra,
+        )
