@@ -124,7 +124,9 @@ def create_invoice(
         )
         session.add(invoice)
         session.flush()
-        kit.audit.record(
+        # In the invoice's own transaction: both commit, or neither does.
+        kit.audit.record_in(
+            session.connection(),
             "invoice.created",
             action="create",
             outcome="success",
@@ -144,6 +146,7 @@ def approve_invoice(
         if invoice is None:
             raise HTTPException(404)
         if invoice.created_by == principal.subject:
+            # Not in the transaction: the refusal rolls it back, the record must stay.
             kit.audit.record(
                 "invoice.approved",
                 action="approve",
@@ -154,7 +157,8 @@ def approve_invoice(
             )
             raise HTTPException(403, "the creator of an invoice may not approve it")
         invoice.status = "approved"
-        kit.audit.record(
+        kit.audit.record_in(
+            session.connection(),
             "invoice.approved",
             action="approve",
             outcome="success",

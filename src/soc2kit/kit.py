@@ -26,6 +26,7 @@ from soc2kit.crypto.keyring import Keyring
 from soc2kit.crypto.service import FieldEncryption
 from soc2kit.crypto.setup import build_provider
 from soc2kit.errors import (
+    AuditWriteError,
     ConfigurationError,
     InsecureConfigurationError,
     PolicyUnavailableError,
@@ -113,8 +114,26 @@ class Kit:
         """Check ``action`` on ``resource`` (and on ``obj``: same tenant, owner).
 
         Raises ApiError 404 (or 403, per ``object_denied_status``) and audits the
-        denial, so callers cannot tell an object they may not see from a missing one.
+        denial, so callers cannot tell an object they may not see from a missing one;
+        ApiError 503 when the decision or its audit record cannot be made.
         """
+        try:
+            self._authorize(
+                principal, resource, action, obj, tenant_attr=tenant_attr, owner_attr=owner_attr
+            )
+        except AuditWriteError:
+            raise ApiError(503, "audit_unavailable") from None
+
+    def _authorize(
+        self,
+        principal: Principal,
+        resource: str,
+        action: str,
+        obj: Any,
+        *,
+        tenant_attr: str | None,
+        owner_attr: str | None,
+    ) -> None:
         decisions: list[Any] = []
 
         def allowed(p: Principal, res: str, act: str, tenant: str | None = None) -> bool:

@@ -138,7 +138,7 @@ def test_write_failure_is_retried_never_dropped(engine: sa.Engine, tmp_path: Pat
     trail = make_trail(engine, tmp_path)
     with engine.begin() as conn:
         conn.execute(sa.text("ALTER TABLE soc2kit_audit_inbox RENAME TO parked"))
-    trail.record("a", action="b", outcome="success")
+    trail.record("a", action="b", outcome="success", durability="informational")
     deadline = time.monotonic() + 10
     while trail.health() is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -161,7 +161,7 @@ def test_full_queue_applies_back_pressure(engine: sa.Engine, tmp_path: Path) -> 
 
     def producer() -> None:
         for i in range(6):
-            trail.record(f"e{i}", action="x", outcome="success")
+            trail.record(f"e{i}", action="x", outcome="success", durability="informational")
         done.set()
 
     thread = threading.Thread(target=producer, daemon=True)
@@ -202,7 +202,9 @@ def test_arecord_waits_for_a_full_queue_without_blocking_the_loop(
             await asyncio.sleep(0.01)
         assert sink.pending >= 2 and sink._queue.full()
         ticks = 0
-        waiting = asyncio.create_task(trail.arecord("late", action="x", outcome="success"))
+        waiting = asyncio.create_task(
+            trail.arecord("late", action="x", outcome="success", durability="informational")
+        )
         for _ in range(20):
             await asyncio.sleep(0.01)
             ticks += 1
@@ -241,3 +243,25 @@ def test_in_transaction_events_log_only_after_commit(
     assert len([r for r in caplog.records if "policy.change" in r.getMessage()]) == 1
     trail.flush()
     assert [r["event_type"] for r in stored(engine)] == ["policy.change"]
+
+
+def test_critical_events_are_stored_before_record_returns_or_raise(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
+    trail = make_trail(engine, tmp_path)
+    trail.record("policy.change", action="grant", outcome="success")  # critical by default
+    with engine.connect() as conn:
+        waiting = conn.execute(sa.text("SELECT event_type FROM soc2kit_audit_inbox")).scalars()
+        assert list(waiting) == ["policy.change"]  # stored already: no flush needed
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE soc2kit_audit_inbox RENAME TO parked"))
+    try:
+        with pytest.raises(AuditWriteError):
+            trail.record("authz.denied", action="read", outcome="denied")
+        # A successful read is informational: queued, the caller is not failed.
+        trail.record("http.request", action="read", outcome="success")
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text("ALTER TABLE parked RENAME TO soc2kit_audit_inbox"))
+    trail.flush(timeout=15)
+    assert [r["event_type"] for r in stored(engine)] == ["policy.change", "http.request"]

@@ -156,7 +156,8 @@ class NoteVerifier:
     @classmethod
     def from_vkey(cls, vkey: str) -> NoteVerifier:
         try:
-            name, key_hash, encoded = vkey.strip().split("+")
+            # The base64 key may itself contain '+': split on the first two only.
+            name, key_hash, encoded = vkey.strip().split("+", 2)
             raw = base64.b64decode(encoded, validate=True)
         except (ValueError, binascii.Error):
             raise ConfigurationError("not a verifier key (name+hash+base64)") from None

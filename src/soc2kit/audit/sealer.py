@@ -89,15 +89,8 @@ class Sealer:
     def seal_once(self) -> int:
         """Seal one batch; returns how many events were sealed (0: nothing, or not leader)."""
         with self._lock, self.engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                got = conn.exec_driver_sql(
-                    "SELECT pg_try_advisory_xact_lock(%s)", (_LOCK_KEY,)
-                ).scalar()
-                if not got:
-                    return 0  # another replica is sealing
-            else:
-                # Take SQLite's write lock now, before reading the state we will move.
-                conn.exec_driver_sql("UPDATE soc2kit_audit_state SET size = size WHERE id = 1")
+            if not self._take_lock(conn, wait=False):
+                return 0  # another replica is sealing
             state = conn.execute(
                 sa.select(audit_state.c.size, audit_state.c.frontier).where(audit_state.c.id == 1)
             ).one()
@@ -122,13 +115,17 @@ class Sealer:
             conn.exec_driver_sql(_sql(conn, _EVENT_INSERT), events)
             conn.exec_driver_sql(_sql(conn, _TREE_INSERT), nodes)
             _delete_inbox(conn, [row.id for row in rows])
+            root = frontier.root()
             moved = conn.execute(
                 audit_state.update()
                 .where(audit_state.c.id == 1, audit_state.c.size == size)
                 .values(
                     size=frontier.size,
-                    root=frontier.root(),
+                    root=root,
                     frontier=frontier.packed(),
+                    # Signed with every move: rows appended with database access alone
+                    # (no key) cannot be made to look sealed.
+                    note=self.signer.sign(self.origin, frontier.size, root),
                     updated_at=datetime.now(UTC),
                 )
             ).rowcount
@@ -136,6 +133,20 @@ class Sealer:
                 raise sa.exc.InvalidRequestError("audit tree state moved under the sealer")
         self._last_seal = time.monotonic()
         return len(rows)
+
+    @staticmethod
+    def _take_lock(conn: Connection, *, wait: bool = True) -> bool:
+        """The sealer's lock for this transaction (PostgreSQL advisory, SQLite write lock)."""
+        if conn.dialect.name == "postgresql":
+            if wait:
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+                return True
+            return bool(
+                conn.exec_driver_sql("SELECT pg_try_advisory_xact_lock(%s)", (_LOCK_KEY,)).scalar()
+            )
+        # Take SQLite's write lock now, before reading the state we will move.
+        conn.exec_driver_sql("UPDATE soc2kit_audit_state SET size = size WHERE id = 1")
+        return True
 
     def seal_all(self, *, checkpoint: bool = False) -> int:
         """Seal until the inbox is empty; with ``checkpoint``, sign the new size now."""
@@ -163,6 +174,7 @@ class Sealer:
         """Sign the current tree head when due (or when ``force`` and it grew)."""
         now = int(time.time())
         with self._lock, self.engine.begin() as conn:
+            self._take_lock(conn)  # the same order as sealing: checkpoints never go backwards
             state = conn.execute(
                 sa.select(audit_state.c.size, audit_state.c.root).where(audit_state.c.id == 1)
             ).one()

@@ -78,6 +78,12 @@ def verify_log(
     max_checkpoint_age: float = 900.0,
     max_backlog_age: float = 60.0,
 ) -> VerifyReport:
+    """Recompute the sealed log; see the module docstring for what is checked.
+
+    Safe while a sealer runs: the tree state is read first and everything is
+    checked up to its size (rows are only ever added beyond it); the state is
+    read again at the end, and any event beyond *that* was not sealed.
+    """
     checks: list[Check] = []
     failures: list[_Failure] = []
     incomplete: list[str] = []
@@ -85,10 +91,59 @@ def verify_log(
     def fail(seq: int, reason: str) -> None:
         failures.append(_Failure(seq, reason))
 
+    # The anchor store first: whatever the database shows afterwards must cover it.
+    anchored: list[Checkpoint] = []
+    if anchor is not None:
+        for note in anchor.notes():
+            try:
+                cp = verifier.verify(note)
+            except CheckpointError as exc:
+                fail(_note_size(note), f"anchored checkpoint refused: {exc}")
+                continue
+            if cp.origin != origin:
+                fail(cp.size, f"anchored checkpoint is for another log ({cp.origin!r})")
+                continue
+            anchored.append(cp)
+
     with engine.connect() as conn:
-        # 1. checkpoints in the database: signature, origin, monotonic sizes
+        state = conn.execute(
+            sa.select(audit_state.c.size, audit_state.c.root, audit_state.c.note).where(
+                audit_state.c.id == 1
+            )
+        ).first()
+        if state is None:
+            fail(1, "the tree state row is missing")
+            size = 0
+        else:
+            size = int(state.size)
+            if size and state.note is None:
+                fail(1, "the tree state carries no signature")
+            elif size:
+                try:
+                    signed = verifier.verify(state.note)
+                except CheckpointError as exc:
+                    fail(size, f"the tree state signature is refused: {exc}")
+                else:
+                    if signed.origin != origin:
+                        fail(size, f"the tree state is signed for another log ({signed.origin!r})")
+                    elif signed.size > size:
+                        fail(
+                            size + 1,
+                            f"tail truncation: the tree state was signed at {signed.size} "
+                            f"events but the database holds {size}",
+                        )
+                    elif signed.size < size:
+                        fail(
+                            signed.size + 1,
+                            f"seq {signed.size + 1} onwards is not covered by the signed tree "
+                            "state (appended without the signing key)",
+                        )
+                    elif signed.root != bytes(state.root):
+                        fail(size, "the tree state's root does not match its signature")
+
+        # Checkpoints in the database: signature, origin, sizes never going backwards.
         db_checkpoints: list[Checkpoint] = []
-        bad_signature = 0
+        refused = 0
         for row in conn.execute(
             sa.select(audit_checkpoints.c.size, audit_checkpoints.c.note).order_by(
                 audit_checkpoints.c.id
@@ -97,7 +152,7 @@ def verify_log(
             try:
                 cp = verifier.verify(row.note)
             except CheckpointError as exc:
-                bad_signature += 1
+                refused += 1
                 fail(int(row.size), f"checkpoint at size {row.size}: {exc}")
                 continue
             if cp.origin != origin:
@@ -107,122 +162,119 @@ def verify_log(
                 fail(cp.size, f"checkpoint row says size {row.size}, its signed note {cp.size}")
                 continue
             if db_checkpoints and cp.size < db_checkpoints[-1].size:
-                fail(
-                    cp.size,
-                    f"checkpoint sizes go backwards ({db_checkpoints[-1].size} -> {cp.size})",
-                )
+                previous = db_checkpoints[-1].size
+                fail(cp.size, f"checkpoint sizes go backwards ({previous} -> {cp.size})")
             db_checkpoints.append(cp)
         checks.append(
             Check(
                 "signatures",
-                "fail" if bad_signature else "pass",
-                f"{len(db_checkpoints)} checkpoints verified, {bad_signature} refused",
+                "fail" if refused else "pass",
+                f"{len(db_checkpoints)} checkpoints and the tree state verified, {refused} refused",
             )
         )
 
-        # 2. the anchor store
-        anchored: list[Checkpoint] = []
-        if anchor is not None:
-            for note in anchor.notes():
-                try:
-                    anchored.append(verifier.verify(note))
-                except CheckpointError as exc:
-                    fail(0, f"anchored checkpoint refused: {exc}")
-        # 3. events, leaves, continuity, roots
-        by_size: dict[int, list[Checkpoint]] = {}
-        for cp in [*db_checkpoints, *anchored]:
-            by_size.setdefault(cp.size, []).append(cp)
+        # Every event up to the state's size: leaf, continuity, every interior node, roots.
+        roots: dict[int, list[Checkpoint]] = {}
+        for cp in (*db_checkpoints, *anchored):
+            if 0 < cp.size <= size:
+                roots.setdefault(cp.size, []).append(cp)
+        if state is not None and size:
+            roots.setdefault(size, [])
         frontier = Frontier()
-        checked = 0
-        sizes = sorted(by_size)
-        next_cp = 0
-        while next_cp < len(sizes) and sizes[next_cp] == 0:
-            next_cp += 1
-        events = _events(conn)
-        leaves = _leaves(conn)
+        nodes = _interior_nodes(conn, size)
+        stored_node = next(nodes, None)
         expected = 1
-        for seq, text in events:
+        for seq, text, stored_leaf in _events_with_leaves(conn, size):
             if seq != expected:
                 fail(expected, f"seq {expected} is missing (next event is seq {seq})")
                 break
             leaf = leaf_hash(text.encode("utf-8"))
-            stored = next(leaves, None)
-            if stored is None or stored[0] != seq - 1:
+            if stored_leaf is None:
                 fail(seq, f"seq {seq} has no sealed leaf in the tree")
                 break
-            if stored[1] != leaf:
+            if bytes(stored_leaf) != leaf:
                 fail(seq, f"seq {seq}: the event does not match its sealed leaf hash")
                 break
-            frontier.append(leaf)
-            checked += 1
-            expected += 1
-            while next_cp < len(sizes) and sizes[next_cp] == frontier.size:
-                root = frontier.root()
-                for cp in by_size[sizes[next_cp]]:
-                    if cp.root != root:
-                        fail(
-                            seq,
-                            f"the tree root at checkpoint size {cp.size} does not match the "
-                            f"events up to seq {seq} (events were changed, reordered or forged)",
-                        )
-                next_cp += 1
+            completed: list[tuple[int, int, bytes]] = []
+            frontier.append(leaf, completed)
+            for level, index, digest in completed:
+                if stored_node is None or stored_node[:2] != (level, index):
+                    fail(seq, f"seq {seq}: tree node ({level}, {index}) is missing")
+                    break
+                if stored_node[2] != digest:
+                    fail(
+                        seq,
+                        f"seq {seq}: tree node ({level}, {index}) does not match the events "
+                        "(events were changed, reordered or forged)",
+                    )
+                    break
+                stored_node = next(nodes, None)
             if failures:
                 break
-        else:
-            extra = next(leaves, None)
-            if extra is not None:
-                fail(extra[0] + 1, f"seq {extra[0] + 1} has a sealed leaf but no event (deleted)")
-        size = frontier.size if not failures else expected - 1
+            for cp in roots.get(frontier.size, ()):
+                if cp.root != frontier.root():
+                    fail(seq, f"the root at checkpoint size {cp.size} does not match the events")
+            if failures:
+                break
+            expected += 1
+        if not failures and frontier.size < size:
+            fail(frontier.size + 1, f"seq {frontier.size + 1} is missing (the tree holds {size})")
+        if not failures and state is not None and size and bytes(state.root) != frontier.root():
+            fail(size, "the tree state's root does not match the events")
+        checked = frontier.size
+
+        # After the scan: anything beyond the state as it is *now* was never sealed.
+        end = conn.execute(
+            sa.select(audit_state.c.size).where(audit_state.c.id == 1)
+        ).scalar_one_or_none()
+        end_size = int(end) if end is not None else size
+        beyond = conn.execute(
+            sa.select(sa.func.min(audit_events.c.seq)).where(audit_events.c.seq > end_size)
+        ).scalar()
+        if beyond is not None and not failures:
+            fail(int(beyond), f"seq {beyond} is not covered by the signed tree state (forged)")
         checks.append(
             Check(
                 "leaves",
                 "fail" if failures else "pass",
-                f"{checked} events recomputed, sequence contiguous from 1"
-                if not failures
-                else failures[0].reason,
+                failures[0].reason
+                if failures
+                else f"{checked} events and every tree node recomputed, sequence contiguous",
             )
         )
 
-        # 4. checkpoints beyond the events: truncation or a rolled-back database
-        highest = max((cp.size for cp in [*db_checkpoints, *anchored]), default=0)
-        if not failures and highest > size:
+        # Checkpoints beyond the log: truncation, or a database rolled back to a copy.
+        highest = max((cp.size for cp in (*db_checkpoints, *anchored)), default=0)
+        if highest > end_size:
             fail(
-                size + 1,
-                f"tail truncation: a checkpoint covers {highest} events but the database holds "
-                f"{size}",
+                end_size + 1,
+                f"tail truncation: a signed checkpoint covers {highest} events but the "
+                f"database holds {end_size}",
             )
-        db_sizes = {(cp.size, cp.root) for cp in db_checkpoints}
-        missing = sorted(cp.size for cp in anchored if (cp.size, cp.root) not in db_sizes)
-        if missing and not failures:
+        in_db = {(cp.size, cp.root) for cp in db_checkpoints}
+        missing = sorted(cp.size for cp in anchored if (cp.size, cp.root) not in in_db)
+        if missing:
             fail(
                 missing[0], f"anchored checkpoint at size {missing[0]} is missing from the database"
             )
         if anchor is not None:
+            in_anchor = {(cp.size, cp.root) for cp in anchored}
+            unanchored = [cp.size for cp in db_checkpoints if (cp.size, cp.root) not in in_anchor]
+            if unanchored:
+                incomplete.append(f"{len(unanchored)} checkpoints were never anchored")
             checks.append(
                 Check(
                     "anchors",
-                    "fail" if missing else "pass",
-                    f"{len(anchored)} anchored checkpoints, "
-                    f"{len(missing)} missing from the database",
+                    "fail" if missing else ("incomplete" if unanchored else "pass"),
+                    f"{len(anchored)} anchored checkpoints, {len(missing)} missing from the "
+                    f"database, {len(unanchored)} not anchored",
                 )
             )
         else:
             incomplete.append("no anchor store: truncation of the newest events is not checked")
             checks.append(Check("anchors", "incomplete", "no anchor store given"))
 
-        # 5. the tree state the sealer keeps
-        state = conn.execute(
-            sa.select(audit_state.c.size, audit_state.c.root).where(audit_state.c.id == 1)
-        ).first()
-        if state is None:
-            fail(1, "the tree state row is missing")
-        elif not failures and (int(state.size) != size or bytes(state.root) != frontier.root()):
-            fail(
-                min(int(state.size), size) + 1,
-                f"the tree state (size {state.size}) does not match the {size} sealed events",
-            )
-
-        # 6. freshness and backlog
+        # Freshness and backlog.
         latest = max(db_checkpoints, key=lambda c: (c.size, c.timestamp), default=None)
         if latest is None:
             if size:
@@ -233,33 +285,27 @@ def verify_log(
             stale = age > max_checkpoint_age
             if stale:
                 incomplete.append(f"latest checkpoint is {age:.0f}s old")
-            unsigned = size - latest.size
             checks.append(
                 Check(
                     "freshness",
                     "incomplete" if stale else "pass",
                     f"latest checkpoint size {latest.size}, {age:.0f}s old; "
-                    f"{max(unsigned, 0)} events sealed after it",
+                    f"{max(end_size - latest.size, 0)} events sealed after it",
                 )
             )
         backlog, oldest = conn.execute(
             sa.select(sa.func.count(), sa.func.min(audit_inbox.c.occurred_at))
         ).one()
+        lagging = False
+        detail = "empty"
         if backlog:
             oldest_at = oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC)
             age = (datetime.now(UTC) - oldest_at).total_seconds()
-            if age > max_backlog_age:
+            lagging = age > max_backlog_age
+            if lagging:
                 incomplete.append(f"{backlog} events unsealed, oldest {age:.0f}s")
             detail = f"{backlog} events waiting, oldest {age:.1f}s"
-        else:
-            detail = "empty"
-        checks.append(
-            Check(
-                "backlog",
-                "incomplete" if backlog and "unsealed" in " ".join(incomplete) else "pass",
-                detail,
-            )
-        )
+        checks.append(Check("backlog", "incomplete" if lagging else "pass", detail))
 
     if failures:
         first = min(failures, key=lambda f: f.seq if f.seq > 0 else 1 << 62)
@@ -269,27 +315,40 @@ def verify_log(
     return VerifyReport(True, checked, None, None, "pass", checks)
 
 
-def _events(conn: Connection) -> Iterator[tuple[int, str]]:
-    result = conn.execution_options(yield_per=5000).execute(
-        sa.select(audit_events.c.seq, audit_events.c.event).order_by(audit_events.c.seq)
-    )
-    for seq, text in result:
-        yield int(seq), text
+def _note_size(note: str) -> int:
+    try:
+        return max(int(note.split("\n")[1]), 0)
+    except (IndexError, ValueError):
+        return 0
 
 
-def _leaves(conn: Connection) -> Iterator[tuple[int, bytes]]:
-    # A second connection: two server-side cursors streamed side by side.
-    result = (
-        conn.engine.connect()
-        .execution_options(yield_per=5000)
-        .execute(
-            sa.select(audit_tree.c.idx, audit_tree.c.hash)
-            .where(audit_tree.c.level == 0)
-            .order_by(audit_tree.c.idx)
+def _events_with_leaves(conn: Connection, size: int) -> Iterator[tuple[int, str, Any]]:
+    """Events up to ``size`` with their stored leaf, in one statement (one snapshot)."""
+    leaf = audit_tree.alias("leaf")
+    query = (
+        sa.select(audit_events.c.seq, audit_events.c.event, leaf.c.hash)
+        .select_from(
+            audit_events.outerjoin(
+                leaf, sa.and_(leaf.c.level == 0, leaf.c.idx == audit_events.c.seq - 1)
+            )
         )
+        .where(audit_events.c.seq <= size)
+        .order_by(audit_events.c.seq)
     )
-    for idx, value in result:
-        yield int(idx), bytes(value)
+    for seq, text, value in conn.execution_options(yield_per=5000).execute(query):
+        yield int(seq), text, value
+
+
+def _interior_nodes(conn: Connection, size: int) -> Iterator[tuple[int, int, bytes]]:
+    """Stored nodes of level >= 1 inside the first ``size`` leaves, in completion order."""
+    edge = (audit_tree.c.idx + 1).op("<<")(audit_tree.c.level)  # the node's right edge
+    query = (
+        sa.select(audit_tree.c.level, audit_tree.c.idx, audit_tree.c.hash)
+        .where(audit_tree.c.level >= 1, edge <= size)
+        .order_by(edge, audit_tree.c.level)
+    )
+    for level, idx, value in conn.execution_options(yield_per=5000).execute(query):
+        yield int(level), int(idx), bytes(value)
 
 
 # proofs for auditors ----------------------------------------------------------------------

@@ -242,6 +242,8 @@ audit_state = sa.Table(
     sa.Column("size", sa.BigInteger(), nullable=False),
     sa.Column("root", sa.LargeBinary(), nullable=False),
     sa.Column("frontier", sa.LargeBinary(), nullable=False),
+    # The signed note for (size, root): moving the state needs the signing key.
+    sa.Column("note", sa.Text(), nullable=True),
     _ts("updated_at"),
 )
 

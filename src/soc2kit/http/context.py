@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from soc2kit._ids import uuid7_str
 from soc2kit.context import RequestContext, _enter, _exit
+from soc2kit.errors import AuditWriteError
 from soc2kit.http.headers import HeaderList
 from soc2kit.http.responses import send_error
 from soc2kit.http.routes import route_template
@@ -102,10 +103,14 @@ class ProxyResolver:
 
 
 def _critical(method: str, status: int) -> bool:
-    """Writes and refusals are critical; successful reads (and upgrades) are informational."""
+    """Writes and authentication/authorization refusals are critical; reads are informational.
+
+    A failed read changes nothing, and probes such as /readyz must still answer
+    (with their checks) while the audit store is down.
+    """
     if method == "WEBSOCKET":
-        return status not in (101, 1000)
-    return method not in ("GET", "HEAD", "OPTIONS") or status >= 400
+        return status in (1008, 4401, 4403)
+    return method not in ("GET", "HEAD", "OPTIONS") or status in (401, 403)
 
 
 class RequestContextMiddleware:
@@ -234,8 +239,11 @@ class RequestContextMiddleware:
                     "".join(traceback.format_tb(exc.__traceback__)),
                 )
                 if status == 0 and scope["type"] == "http":
-                    await send_error(send_wrapper, 500)
-                    status = 500
+                    if isinstance(exc, AuditWriteError):
+                        # A critical record could not be stored: refuse (fail closed).
+                        await send_error(send_wrapper, 503, "audit_unavailable")
+                    else:
+                        await send_error(send_wrapper, 500)
                 elif status == 0:
                     status = 1011
         finally:

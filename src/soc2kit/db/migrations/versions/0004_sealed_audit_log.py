@@ -79,6 +79,7 @@ def upgrade() -> None:
         sa.Column("size", sa.BigInteger(), nullable=False),
         sa.Column("root", sa.LargeBinary(), nullable=False),
         sa.Column("frontier", sa.LargeBinary(), nullable=False),
+        sa.Column("note", sa.Text(), nullable=True),
         _ts("updated_at"),
         sa.PrimaryKeyConstraint("id", name="pk_soc2kit_audit_state"),
     )
