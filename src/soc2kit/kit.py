@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from soc2kit import db
+from soc2kit.audit import orm as audit_orm
 from soc2kit.audit.setup import build_trail
 from soc2kit.authn.apikeys import ApiKeyStore
 from soc2kit.authn.authenticator import Authenticator
@@ -61,7 +62,7 @@ class Kit:
         # Field encryption: data keys wrapped by the KEK provider, in soc2kit's tables.
         self.keys = Keyring(self.engine, build_provider(settings), settings, self.audit)
         self.encryption = FieldEncryption(self.keys)
-        self.encryption.attach(self.engine)
+        self.attach(self.engine)
         self.policy = Policy(self.engine, self.audit, settings)
         self.api_keys = ApiKeyStore(self.engine, settings, self.audit)
         # Late-bound: revocation is the policy's, asked on every request (cache hits too).
@@ -74,6 +75,16 @@ class Kit:
             "policy": self.policy.readiness,
             "encryption": self.keys.readiness,
         }
+
+    def attach(self, engine: Any) -> None:
+        """Let sessions on ``engine`` (sync or async) use encrypted columns and have their
+        ORM changes audited in their own transactions. ``install()`` attaches ``kit.engine``.
+
+        The audit tables must live in the same database as the models for the
+        change records to share the business transaction.
+        """
+        self.encryption.attach(engine)
+        audit_orm.attach(engine, self.audit)
 
     # readiness -----------------------------------------------------------------
     def add_readiness_check(self, name: str, check: ReadinessCheck) -> None:

@@ -722,7 +722,9 @@ def _on_load(state: InstanceState[Any], context: Any) -> None:
 def _on_refresh(state: InstanceState[Any], context: Any, attrs: Any) -> None:
     spec = _spec(state.mapper)
     if spec is not None:
-        _open_state(spec, state, context.session, attrs)
+        # context is None when a bulk update's "evaluate" sync refreshes the object.
+        session = context.session if context is not None else state.session
+        _open_state(spec, state, session, attrs)
 
 
 def _open_state(
