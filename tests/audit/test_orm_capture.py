@@ -14,6 +14,7 @@ from tests.conftest import audit_rows
 
 import soc2kit
 from soc2kit.crypto import Encrypted, uuid7
+from soc2kit.errors import AuditWriteError
 
 
 class Base(DeclarativeBase):
@@ -110,7 +111,7 @@ def test_no_change_commits_without_its_record(kit: soc2kit.Kit) -> None:
     try:
         with kit.sessions() as s:
             s.add(Account(name="unaudited"))
-            with pytest.raises(sa.exc.DBAPIError):
+            with pytest.raises(AuditWriteError):
                 s.commit()
     finally:
         with kit.engine.begin() as conn:

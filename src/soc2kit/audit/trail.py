@@ -216,9 +216,14 @@ class AuditTrail:
         Used for changes that must not exist without their record (policy,
         keys): if the transaction rolls back, so does the event.
         """
+        fields.pop("durability", None)  # always critical: it shares the caller's transaction
         event, payload = self._build(event_type, **fields)
         self._recorded = True
-        self._sink.write_in(conn, event, payload)
+        try:
+            self._sink.write_in(conn, event, payload)
+        except SQLAlchemyError as exc:
+            # The caller's transaction cannot commit now: say why, without driver text.
+            raise AuditWriteError(f"audit write failed ({type(exc).__name__})") from None
         pending = conn.info.get(_PENDING_LOG)
         if pending is None:
             self._log(payload)  # not inside transaction(): the line may precede the commit

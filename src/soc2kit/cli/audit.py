@@ -43,10 +43,15 @@ def verify(
     from soc2kit.audit.checkpoints import DirectoryAnchor, NoteVerifier
     from soc2kit.audit.setup import build_signer
     from soc2kit.audit.verify import verify_log
+    from soc2kit.errors import ConfigurationError
 
     settings, engine = _settings_and_engine(database_url)
     try:
-        verifier = NoteVerifier.from_vkey(vkey) if vkey else build_signer(settings).verifier()
+        try:
+            verifier = NoteVerifier.from_vkey(vkey) if vkey else build_signer(settings).verifier()
+        except ConfigurationError as exc:
+            # 3: a usage or configuration problem, apart from tampered (1) and incomplete (2).
+            raise _fail(str(exc), code=3) from None
         anchor_dir = anchor or settings.audit_anchor_path
         report = verify_log(
             engine,
