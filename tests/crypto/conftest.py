@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+import soc2kit
+
 AWS_REGION = "us-east-1"
 AWS_CREDENTIALS = {
     "aws_access_key_id": "testing",
@@ -111,3 +113,50 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+
+
+# kits with the field-encryption test models ----------------------------------------------
+
+
+def _fle_kit(settings: soc2kit.Settings, *, load: bool = True) -> soc2kit.Kit:
+    from fastapi import FastAPI
+    from tests.crypto.fle_models import Base
+    from tests.crypto.fle_models_extra import ExtraBase
+
+    kit = soc2kit.install(FastAPI(), settings)
+    Base.metadata.create_all(kit.engine)
+    ExtraBase.metadata.create_all(kit.engine)
+    if load:
+        kit.keys.load(create=True)
+    return kit
+
+
+@pytest.fixture
+def make_kit(
+    make_settings: Callable[..., soc2kit.Settings], database_url: str
+) -> Iterator[Callable[..., soc2kit.Kit]]:
+    """Kits on this test's database (same data_dir, so the same development KEK by default)."""
+    kits: list[soc2kit.Kit] = []
+
+    def factory(*, load: bool = True, **overrides: Any) -> soc2kit.Kit:
+        kit = _fle_kit(make_settings(database_url=database_url, **overrides), load=load)
+        kits.append(kit)
+        return kit
+
+    yield factory
+    for kit in reversed(kits):
+        kit.shutdown()
+
+
+@pytest.fixture
+def kit(make_kit: Callable[..., soc2kit.Kit]) -> soc2kit.Kit:
+    return make_kit()
+
+
+@pytest.fixture
+def sqlite_kit(
+    make_settings: Callable[..., soc2kit.Settings], sqlite_url: str
+) -> Iterator[soc2kit.Kit]:
+    kit = _fle_kit(make_settings(database_url=sqlite_url))
+    yield kit
+    kit.shutdown()

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import pytest
 import sqlalchemy as sa
-from fastapi import FastAPI
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
-from tests.crypto.fle_models import Base, Customer, Order
+from tests.crypto.fle_models import Customer, Order
 
 import soc2kit
 from soc2kit.crypto import DecryptionError
@@ -20,15 +19,6 @@ from soc2kit.db import normalize_url
 
 T = TypeVar("T")
 Sessions = async_sessionmaker[AsyncSession]
-
-
-@pytest.fixture
-def kit(make_settings: Callable[..., soc2kit.Settings], database_url: str) -> Iterator[soc2kit.Kit]:
-    kit = soc2kit.install(FastAPI(), make_settings(database_url=database_url))
-    Base.metadata.create_all(kit.engine)  # the async engine below opens the same database
-    kit.keys.load(create=True)
-    yield kit
-    kit.shutdown()
 
 
 def async_url(database_url: str) -> URL:

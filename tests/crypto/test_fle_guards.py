@@ -11,34 +11,10 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from fastapi import FastAPI
-from tests.crypto.fle_models import Base, Customer
+from tests.crypto.fle_models import Customer
 
 import soc2kit
 from soc2kit.crypto import CryptoError, QueryGuardError, blind_index_of, uuid7
-
-
-def _build_kit(make_settings: Callable[..., soc2kit.Settings], url: str) -> soc2kit.Kit:
-    kit = soc2kit.install(FastAPI(), make_settings(database_url=url))
-    Base.metadata.create_all(kit.engine)
-    kit.keys.load(create=True)
-    return kit
-
-
-@pytest.fixture
-def kit(make_settings: Callable[..., soc2kit.Settings], database_url: str) -> Iterator[soc2kit.Kit]:
-    kit = _build_kit(make_settings, database_url)
-    yield kit
-    kit.shutdown()
-
-
-@pytest.fixture
-def sqlite_kit(
-    make_settings: Callable[..., soc2kit.Settings], sqlite_url: str
-) -> Iterator[soc2kit.Kit]:
-    kit = _build_kit(make_settings, sqlite_url)
-    yield kit
-    kit.shutdown()
 
 
 def add(kit: soc2kit.Kit, **values: Any) -> Any:

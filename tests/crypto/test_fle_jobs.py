@@ -6,41 +6,18 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from fastapi import FastAPI
 from sqlalchemy.orm import DeclarativeBase, mapped_column
 from tests.conftest import audit_rows
-from tests.crypto.fle_models import Base, Customer, Legacy
+from tests.crypto.fle_models import Customer, Legacy
 
 import soc2kit
 from soc2kit.crypto import DecryptionError, Encrypted
 from soc2kit.errors import ConfigurationError
-
-
-@pytest.fixture
-def make_kit(make_settings: Callable[..., soc2kit.Settings], database_url: str) -> Iterator[Any]:
-    kits: list[soc2kit.Kit] = []
-
-    def factory(**overrides: Any) -> soc2kit.Kit:
-        kit = soc2kit.install(FastAPI(), make_settings(database_url=database_url, **overrides))
-        kits.append(kit)
-        Base.metadata.create_all(kit.engine)
-        kit.keys.load(create=True)
-        return kit
-
-    yield factory
-    for kit in reversed(kits):
-        kit.shutdown()
-
-
-@pytest.fixture
-def kit(make_kit: Callable[..., soc2kit.Kit]) -> soc2kit.Kit:
-    return make_kit()
 
 
 def add_customers(kit: soc2kit.Kit, n: int, *, prefix: str = "c") -> dict[uuid.UUID, str]:

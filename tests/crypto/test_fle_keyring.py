@@ -5,15 +5,13 @@ from __future__ import annotations
 import dataclasses
 import time
 import uuid
-from collections.abc import Callable, Iterator
 from datetime import date
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from fastapi import FastAPI
 from tests.conftest import audit_rows
-from tests.crypto.fle_models import Base, Customer
+from tests.crypto.fle_models import Customer
 
 import soc2kit
 from soc2kit.crypto import (
@@ -28,24 +26,6 @@ from soc2kit.crypto.providers import generate_kek_spec
 from soc2kit.errors import ConfigurationError
 
 KEYS = "soc2kit_data_keys"
-
-
-@pytest.fixture
-def make_kit(make_settings: Callable[..., soc2kit.Settings], database_url: str) -> Iterator[Any]:
-    """Kits on this test's database (same data_dir, so the same development KEK by default)."""
-    kits: list[soc2kit.Kit] = []
-
-    def factory(*, load: bool = True, **overrides: Any) -> soc2kit.Kit:
-        kit = soc2kit.install(FastAPI(), make_settings(database_url=database_url, **overrides))
-        kits.append(kit)
-        Base.metadata.create_all(kit.engine)
-        if load:
-            kit.keys.load(create=True)
-        return kit
-
-    yield factory
-    for kit in reversed(kits):
-        kit.shutdown()
 
 
 def key_rows(kit: soc2kit.Kit) -> list[dict[str, Any]]:

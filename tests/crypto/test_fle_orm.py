@@ -8,23 +8,21 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.orm import Session
 from tests.conftest import audit_rows
-from tests.crypto.fle_models import Base, Customer, Record
+from tests.crypto.fle_models import Customer, Record
 from tests.crypto.fle_models_extra import (
     AutoPk,
     Contact,
-    ExtraBase,
     PersonOtherAlias,
     PersonRenamed,
     PersonV1,
@@ -36,31 +34,6 @@ from soc2kit.crypto import CryptoError, DecryptionError, Encrypted
 from soc2kit.crypto.orm import Sealed, Stored
 from soc2kit.db import normalize_url
 from soc2kit.errors import ConfigurationError
-
-
-def _build_kit(make_settings: Callable[..., soc2kit.Settings], url: str) -> soc2kit.Kit:
-    kit = soc2kit.install(FastAPI(), make_settings(database_url=url))
-    Base.metadata.create_all(kit.engine)
-    ExtraBase.metadata.create_all(kit.engine)
-    kit.keys.load(create=True)
-    return kit
-
-
-@pytest.fixture
-def kit(make_settings: Callable[..., soc2kit.Settings], database_url: str) -> Iterator[soc2kit.Kit]:
-    kit = _build_kit(make_settings, database_url)
-    yield kit
-    kit.shutdown()
-
-
-@pytest.fixture
-def sqlite_kit(
-    make_settings: Callable[..., soc2kit.Settings], sqlite_url: str
-) -> Iterator[soc2kit.Kit]:
-    kit = _build_kit(make_settings, sqlite_url)
-    yield kit
-    kit.shutdown()
-
 
 # helpers ------------------------------------------------------------------------------
 

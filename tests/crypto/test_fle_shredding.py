@@ -3,42 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
 from datetime import date
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from fastapi import FastAPI
 from sqlalchemy.orm import load_only
 from tests.conftest import audit_rows
-from tests.crypto.fle_models import Base, Customer, Order
+from tests.crypto.fle_models import Customer, Order
 
 import soc2kit
 from soc2kit.crypto import CryptoError, KeyDestroyedError
 
 KEYS = "soc2kit_data_keys"
-
-
-@pytest.fixture
-def make_kit(make_settings: Callable[..., soc2kit.Settings], database_url: str) -> Iterator[Any]:
-    kits: list[soc2kit.Kit] = []
-
-    def factory(**overrides: Any) -> soc2kit.Kit:
-        kit = soc2kit.install(FastAPI(), make_settings(database_url=database_url, **overrides))
-        kits.append(kit)
-        Base.metadata.create_all(kit.engine)
-        kit.keys.load(create=True)
-        return kit
-
-    yield factory
-    for kit in reversed(kits):
-        kit.shutdown()
-
-
-@pytest.fixture
-def kit(make_kit: Callable[..., soc2kit.Kit]) -> soc2kit.Kit:
-    return make_kit()
 
 
 def add_orders(kit: soc2kit.Kit, customer: str, n: int) -> dict[uuid.UUID, tuple[str, str]]:
