@@ -429,8 +429,8 @@ class Sealing:
 
 
 PIPELINES = {
-    "record": '4 writers, `kit.audit.record(..., durability="informational")`, one sink',
-    "sink": "4 writers, pre-built events, a `SqlAuditSink` each",
+    "record": 'writers call `kit.audit.record(..., durability="informational")`, one sink',
+    "sink": "writers submit pre-built events, a `SqlAuditSink` each",
 }
 
 
@@ -638,6 +638,34 @@ class Profile:
     what: str
     seconds: float
     top: list[tuple[str, int, float, float]]  # function, calls, tottime, cumtime
+    areas: dict[str, float]  # own time summed by area
+
+
+AREAS = (
+    "waiting for the database",
+    "psycopg (client side)",
+    "SQLAlchemy",
+    "soc2kit",
+    "SHA-256 (hashlib)",
+    "other",
+)
+
+
+def _area(func: tuple[str, int, str]) -> str:
+    """Where a profiled function belongs (see AREAS)."""
+    filename, _line, name = func
+    path = filename.replace("\\", "/")
+    if (path.endswith("psycopg/connection.py") and name == "wait") or "sqlite3." in name:
+        return AREAS[0]  # psycopg's wait polls the socket; SQLite runs inside its methods
+    if "/psycopg/" in path or "psycopg_binary" in path or "psycopg" in name:
+        return AREAS[1]
+    if "/sqlalchemy/" in path:
+        return AREAS[2]
+    if "/soc2kit/" in path:
+        return AREAS[3]
+    if "_hashlib" in name:
+        return AREAS[4]
+    return AREAS[5]
 
 
 def _label(func: tuple[str, int, str]) -> str:
@@ -660,11 +688,13 @@ def profiled(what: str, fn: Callable[[], object], top: int = 10) -> Profile:
     seconds = time.perf_counter() - start
     stats = pstats.Stats(profiler)
     rows = []
+    areas = dict.fromkeys(AREAS, 0.0)
     raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
     for func, (_cc, ncalls, tottime, cumtime, _callers) in raw.items():
         rows.append((_label(func), int(ncalls), float(tottime), float(cumtime)))
+        areas[_area(func)] += float(tottime)
     rows.sort(key=lambda r: r[2], reverse=True)
-    return Profile(what, seconds, rows[:top])
+    return Profile(what, seconds, rows[:top], areas)
 
 
 def measure_profiles(kit: soc2kit.Kit, verify_kit: soc2kit.Kit, events: int) -> list[Profile]:
@@ -847,7 +877,8 @@ def render(r: Report) -> str:
         f"({'quick' if a.quick else 'full'} mode; the run took {r.minutes:.1f} min) with:\n",
         f"```sh\n{r.command}\n```\n",
         machine(r.load_before),
-        f"- {r.postgres}. SQLite: a file in a temporary directory, soc2kit's engine "
+        f"- {'PostgreSQL ' if r.postgres.startswith('skipped') else ''}{r.postgres}. "
+        "SQLite: a file in a temporary directory, soc2kit's engine "
         "(WAL, `synchronous=NORMAL`, so no sync at commit).",
         f"- {a.repeats} repetitions; variants interleaved in every repetition, their order "
         "rotating; figures are medians over repetitions (min to max). `--quick` runs a small "
@@ -990,12 +1021,19 @@ def render(r: Report) -> str:
         out += [
             "### Where the time goes\n",
             f"cProfile, {run.database}, one call each after the measurements (profiling "
-            "slows Python code more than database waits, so shares are indicative). Top "
-            "functions by own time; *cumulative* includes callees.\n",
+            "slows Python code more than database waits, so shares are indicative). *Waiting "
+            "for the database*: psycopg's `wait` (polling the socket while the server works) "
+            "or, for SQLite, the `sqlite3` methods (the engine runs in them). Top functions by "
+            "own time; *cumulative* includes callees.\n",
         ]
         for prof in run.profiles:
+            total = sum(prof.areas.values()) or 1.0
+            by_area = "; ".join(
+                f"{name} {secs / total:.0%}" for name, secs in prof.areas.items() if secs
+            )
             out += [
-                f"{prof.what}: {prof.seconds:.2f} s under the profiler.\n",
+                f"{prof.what}: {prof.seconds:.2f} s under the profiler. Own time by area: "
+                f"{by_area}.\n",
                 "| function | calls | own time, s | share | cumulative, s |",
                 "|---|---:|---:|---:|---:|",
                 *(
@@ -1004,8 +1042,6 @@ def render(r: Report) -> str:
                 ),
                 "",
             ]
-    if r.postgres.startswith("skipped"):
-        out.append(f"- PostgreSQL {r.postgres}.\n")
     return "\n".join(out)
 
 

@@ -139,6 +139,15 @@ def test_unknown_keyword_settings_stay_errors() -> None:
         ({"security_headers": {"Strict-Transport-Security": ""}}, "Strict-Transport-Security"),
         ({"security_headers": {"Content-Security-Policy": ""}}, "Content-Security-Policy"),
         ({"encryption_kek": None}, "no key-encryption key"),
+        (
+            {
+                "tracing_enabled": True,
+                "otlp_endpoint": "http://collector:4318",
+                "tracing_pseudonym_key": "k" * 32,
+            },
+            "otlp_endpoint must use https",
+        ),
+        ({"tracing_enabled": True}, "tracing_pseudonym_key"),
         ({"encryption_kms_key_id": "alias/app"}, "several key-encryption key sources"),
         (
             {"encryption_kek": "soc2kit-dev-1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE"},

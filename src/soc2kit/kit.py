@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -45,6 +47,7 @@ from soc2kit.http.guards import (
 )
 from soc2kit.http.health import ReadinessCheck, build_router
 from soc2kit.settings import Settings, production_problems
+from soc2kit.tracing import TracingMiddleware, build_tracer_provider
 
 log = logging.getLogger("soc2kit")
 
@@ -62,6 +65,7 @@ class Kit:
         # Field encryption: data keys wrapped by the KEK provider, in soc2kit's tables.
         self.keys = Keyring(self.engine, build_provider(settings), settings, self.audit)
         self.encryption = FieldEncryption(self.keys)
+        self.tracer_provider: TracerProvider | None = None  # set by install() when enabled
         self.attach(self.engine)
         self.policy = Policy(self.engine, self.audit, settings)
         self.api_keys = ApiKeyStore(self.engine, settings, self.audit)
@@ -261,6 +265,8 @@ class Kit:
             finally:
                 self.audit.close()  # final flush, seal and checkpoint
         finally:
+            if self.tracer_provider is not None:
+                self.tracer_provider.shutdown()  # exports the spans still batched
             self.engine.dispose()
 
 
@@ -347,6 +353,23 @@ def install(app: FastAPI, settings: Settings | None = None) -> Kit:
     if settings.https_required:
         app.add_middleware(HTTPSMiddleware)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)
+    if settings.tracing_enabled:
+        # Just inside the request context: refusals by the guards are traced too, and
+        # the context (principal, route) is there when the span ends.
+        kit.tracer_provider = build_tracer_provider(
+            settings.service_name, otlp_endpoint=settings.otlp_endpoint
+        )
+        key = settings.tracing_pseudonym_key
+        app.add_middleware(
+            TracingMiddleware,
+            tracer_provider=kit.tracer_provider,
+            exclude_paths=frozenset(settings.tracing_exclude_paths),
+            enduser=settings.tracing_enduser,
+            # Outside production a missing key gets a per-process one (the guard refuses it).
+            pseudonym_key=key.get_secret_value().encode() if key else secrets.token_bytes(32),
+            trust_traceparent=settings.tracing_trust_traceparent,
+            record_path=settings.tracing_record_path,
+        )
     app.add_middleware(
         RequestContextMiddleware,
         kit=kit,

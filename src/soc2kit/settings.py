@@ -127,6 +127,15 @@ class Settings(BaseSettings):
     audit_heartbeat_seconds: float = Field(default=300.0, gt=0, le=86400)
     audit_max_checkpoint_age_seconds: float = Field(default=900.0, gt=0)
 
+    # Tracing (soc2kit.tracing): OpenTelemetry server spans, off unless enabled.
+    tracing_enabled: bool = False
+    otlp_endpoint: str | None = None  # e.g. https://collector:4318 (the otlp extra)
+    tracing_enduser: Literal["off", "pseudonym", "id"] = "pseudonym"
+    tracing_pseudonym_key: SecretStr | None = None
+    tracing_exclude_paths: CsvList = Field(default_factory=lambda: ["/healthz", "/readyz"])
+    tracing_trust_traceparent: bool = True
+    tracing_record_path: bool = False
+
     # Field encryption (soc2kit.crypto): where the key-encryption key lives.
     encryption_kek: SecretStr | None = None  # "kek-id:base64url[,old-id:base64url...]"
     encryption_kek_file: Path | None = None
@@ -149,6 +158,7 @@ class Settings(BaseSettings):
         "cors_allow_headers",
         "trusted_proxies",
         "encryption_kms_allowed_key_ids",
+        "tracing_exclude_paths",
         mode="before",
     )
     @classmethod
@@ -359,6 +369,15 @@ def production_problems(settings: Settings, app: Any = None) -> list[str]:
         "dev-audit-signing-key.json"
     ):
         problems.append("audit_signing_key_file is the generated development key")
+    if settings.tracing_enabled:
+        endpoint = settings.otlp_endpoint
+        if endpoint is not None and not endpoint.startswith("https://"):
+            problems.append("otlp_endpoint must use https")
+        key = settings.tracing_pseudonym_key
+        if settings.tracing_enduser == "pseudonym" and (
+            key is None or len(key.get_secret_value()) < 32
+        ):
+            problems.append("tracing_enduser='pseudonym' needs tracing_pseudonym_key of 32+ chars")
     if settings.audit_anchor_dir is None:
         problems.append(
             "audit_anchor_dir is not set: checkpoints need an anchor store outside the database"

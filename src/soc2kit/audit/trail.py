@@ -24,6 +24,7 @@ from soc2kit.audit.sink import AuditSink
 from soc2kit.context import current_request
 from soc2kit.errors import AuditWriteError
 from soc2kit.settings import Settings
+from soc2kit.tracing import current_trace_ids
 
 if TYPE_CHECKING:
     from soc2kit.audit.sealer import Sealer
@@ -161,6 +162,10 @@ class AuditTrail:
             raise ValueError(f"outcome must be one of {sorted(OUTCOMES)}")
         ctx = current_request()
         direct = {k: extra.pop(k) for k in list(extra) if k in _DIRECT_FIELDS}
+        if "trace_id" not in extra:
+            ids = current_trace_ids()  # correlation with the request's span, when traced
+            if ids is not None:
+                extra["trace_id"], extra["span_id"] = ids
         if actor is None and ctx is not None:
             actor = ctx.principal
         actor_type, actor_id, tenant_id, roles = self._actor(actor)
