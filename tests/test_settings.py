@@ -148,6 +148,20 @@ def test_unknown_keyword_settings_stay_errors() -> None:
             "otlp_endpoint must use https",
         ),
         ({"tracing_enabled": True}, "tracing_pseudonym_key"),
+        ({"audit_anchor_dir": None}, "neither audit_anchor_dir nor audit_anchor_s3_bucket"),
+        (
+            {"audit_anchor_s3_bucket": "evidence"},
+            "both audit_anchor_dir and audit_anchor_s3_bucket",
+        ),
+        (
+            {
+                "audit_anchor_dir": None,
+                "audit_anchor_s3_bucket": "evidence",
+                "audit_anchor_s3_endpoint_url": "http://127.0.0.1:9000",
+            },
+            "audit_anchor_s3_endpoint_url must use https",
+        ),
+        ({"audit_signing_key": None}, "no audit signing key"),
         ({"encryption_kms_key_id": "alias/app"}, "several key-encryption key sources"),
         (
             {"encryption_kek": "soc2kit-dev-1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE"},

@@ -120,6 +120,12 @@ class Settings(BaseSettings):
     audit_signing_key_name: str | None = None  # defaults to service_name
     audit_signing_key_file: Path | None = None  # {"name": ..., "key": ...}
     audit_anchor_dir: Path | None = None  # outside production: <data_dir>/audit-anchors
+    # Or an S3 bucket with Object Lock (the aws extra): compliance-mode retention.
+    audit_anchor_s3_bucket: str | None = None
+    audit_anchor_s3_prefix: str = "soc2kit/checkpoints/"
+    audit_anchor_s3_retention_days: int = Field(default=2555, ge=1, le=36500)
+    audit_anchor_s3_region: str | None = None
+    audit_anchor_s3_endpoint_url: str | None = None
     audit_log_origin: str | None = None  # defaults to "<service_name>/audit"
     audit_seal_interval_seconds: float = Field(default=0.5, gt=0, le=60)
     audit_checkpoint_interval_seconds: float = Field(default=60.0, gt=0, le=86400)
@@ -228,7 +234,9 @@ class Settings(BaseSettings):
         """Where checkpoints are anchored; production must name it explicitly."""
         if self.audit_anchor_dir is not None:
             return self.audit_anchor_dir
-        return None if self.is_production else self.data_dir / "audit-anchors"
+        if self.is_production or self.audit_anchor_s3_bucket is not None:
+            return None
+        return self.data_dir / "audit-anchors"
 
     @property
     def docs_active(self) -> bool:
@@ -378,10 +386,16 @@ def production_problems(settings: Settings, app: Any = None) -> list[str]:
             key is None or len(key.get_secret_value()) < 32
         ):
             problems.append("tracing_enduser='pseudonym' needs tracing_pseudonym_key of 32+ chars")
-    if settings.audit_anchor_dir is None:
+    if settings.audit_anchor_dir is None and settings.audit_anchor_s3_bucket is None:
         problems.append(
-            "audit_anchor_dir is not set: checkpoints need an anchor store outside the database"
+            "neither audit_anchor_dir nor audit_anchor_s3_bucket is set: checkpoints need an "
+            "anchor store outside the database"
         )
+    if settings.audit_anchor_dir is not None and settings.audit_anchor_s3_bucket is not None:
+        problems.append("both audit_anchor_dir and audit_anchor_s3_bucket are set: choose one")
+    s3_endpoint = settings.audit_anchor_s3_endpoint_url
+    if s3_endpoint is not None and not s3_endpoint.startswith("https://"):
+        problems.append("audit_anchor_s3_endpoint_url must use https")
     if (
         settings.docs_enabled is None
         and app is not None

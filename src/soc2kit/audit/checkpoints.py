@@ -27,6 +27,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -209,6 +210,14 @@ def parse_body(body: str, note: str) -> Checkpoint:
     if size < 0 or len(root) != 32 or str(size) != size_text:
         raise CheckpointError("checkpoint body does not parse")
     return Checkpoint(origin, size, root, timestamp, note)
+
+
+class Anchor(Protocol):
+    """An anchor store: checkpoints written once, out of the database's reach."""
+
+    def publish(self, checkpoint: Checkpoint) -> None: ...
+
+    def notes(self) -> list[str]: ...
 
 
 class DirectoryAnchor:

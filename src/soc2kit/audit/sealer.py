@@ -28,7 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from soc2kit.audit.checkpoints import Checkpoint, DirectoryAnchor, Signer, parse_body
+from soc2kit.audit.checkpoints import Anchor, Checkpoint, Signer, parse_body
 from soc2kit.audit.merkle import Frontier, leaf_hash
 from soc2kit.db.schema import audit_checkpoints, audit_state
 
@@ -60,7 +60,7 @@ class Sealer:
         signer: Signer,
         *,
         origin: str,
-        anchor: DirectoryAnchor | None,
+        anchor: Anchor | None,
         batch_size: int = 5000,
         interval: float = 0.5,
         checkpoint_interval: float = 60.0,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Engine
 
-from soc2kit.audit.checkpoints import DirectoryAnchor, Signer
+from soc2kit.audit.checkpoints import Anchor, DirectoryAnchor, Signer
 from soc2kit.audit.sealer import Sealer
 from soc2kit.audit.sink import SqlAuditSink
 from soc2kit.audit.trail import AuditTrail
@@ -28,14 +28,32 @@ def build_signer(settings: Settings) -> Signer:
     return signer
 
 
+def build_anchor(settings: Settings, *, check: bool = True) -> Anchor | None:
+    """The anchor store: an S3 bucket with Object Lock, or a directory."""
+    if settings.audit_anchor_s3_bucket is not None:
+        from soc2kit.audit.s3anchor import S3ObjectLockAnchor  # boto3: the aws extra
+
+        anchor = S3ObjectLockAnchor(
+            settings.audit_anchor_s3_bucket,
+            prefix=settings.audit_anchor_s3_prefix,
+            region_name=settings.audit_anchor_s3_region,
+            endpoint_url=settings.audit_anchor_s3_endpoint_url,
+            retention_days=settings.audit_anchor_s3_retention_days,
+        )
+        if check:
+            anchor.check()  # a bucket without Object Lock fails at start-up, not silently
+        return anchor
+    path = settings.audit_anchor_path
+    return DirectoryAnchor(path) if path is not None else None
+
+
 def build_trail(settings: Settings, engine: Engine) -> AuditTrail:
     """An audit trail writing to the inbox on ``engine``, with a sealer for its log."""
-    anchor_path = settings.audit_anchor_path
     sealer = Sealer(
         engine,
         build_signer(settings),
         origin=settings.audit_origin,
-        anchor=DirectoryAnchor(anchor_path) if anchor_path is not None else None,
+        anchor=build_anchor(settings),
         interval=settings.audit_seal_interval_seconds,
         checkpoint_interval=settings.audit_checkpoint_interval_seconds,
         checkpoint_every=settings.audit_checkpoint_every,

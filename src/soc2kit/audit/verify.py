@@ -20,7 +20,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from soc2kit.audit.checkpoints import Checkpoint, CheckpointError, DirectoryAnchor, NoteVerifier
+from soc2kit.audit.checkpoints import Anchor, Checkpoint, CheckpointError, NoteVerifier
 from soc2kit.audit.merkle import Frontier, inclusion_proof, leaf_hash, verify_inclusion
 from soc2kit.db.schema import audit_checkpoints, audit_events, audit_inbox, audit_state, audit_tree
 
@@ -74,7 +74,7 @@ def verify_log(
     verifier: NoteVerifier,
     *,
     origin: str,
-    anchor: DirectoryAnchor | None = None,
+    anchor: Anchor | None = None,
     max_checkpoint_age: float = 900.0,
     max_backlog_age: float = 60.0,
 ) -> VerifyReport:

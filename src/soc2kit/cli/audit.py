@@ -40,8 +40,8 @@ def verify(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Recompute every leaf, root, signature and anchor; exit 0, 1 (tampered) or 2 (stale)."""
-    from soc2kit.audit.checkpoints import DirectoryAnchor, NoteVerifier
-    from soc2kit.audit.setup import build_signer
+    from soc2kit.audit.checkpoints import Anchor, DirectoryAnchor, NoteVerifier
+    from soc2kit.audit.setup import build_anchor, build_signer
     from soc2kit.audit.verify import verify_log
     from soc2kit.errors import ConfigurationError
 
@@ -52,12 +52,14 @@ def verify(
         except ConfigurationError as exc:
             # 3: a usage or configuration problem, apart from tampered (1) and incomplete (2).
             raise _fail(str(exc), code=3) from None
-        anchor_dir = anchor or settings.audit_anchor_path
+        store: Anchor | None = (
+            DirectoryAnchor(anchor) if anchor is not None else build_anchor(settings, check=False)
+        )
         report = verify_log(
             engine,
             verifier,
             origin=settings.audit_origin,
-            anchor=DirectoryAnchor(anchor_dir) if anchor_dir is not None else None,
+            anchor=store,
             max_checkpoint_age=settings.audit_max_checkpoint_age_seconds,
         )
     finally:
