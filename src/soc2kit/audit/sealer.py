@@ -86,10 +86,14 @@ class Sealer:
         return f"Sealer(origin={self.origin!r}, anchor={self.anchor!r})"
 
     # sealing ----------------------------------------------------------------------
-    def seal_once(self) -> int:
-        """Seal one batch; returns how many events were sealed (0: nothing, or not leader)."""
+    def seal_once(self, *, wait: bool = False) -> int:
+        """Seal one batch; returns how many events were sealed (0: nothing, or not leader).
+
+        ``wait``: queue for the lock when another replica holds it (flush, close)
+        instead of leaving the work to it (the background loop).
+        """
         with self._lock, self.engine.begin() as conn:
-            if not self._take_lock(conn, wait=False):
+            if not self._take_lock(conn, wait=wait):
                 return 0  # another replica is sealing
             state = conn.execute(
                 sa.select(audit_state.c.size, audit_state.c.frontier).where(audit_state.c.id == 1)
@@ -148,11 +152,11 @@ class Sealer:
         conn.exec_driver_sql("UPDATE soc2kit_audit_state SET size = size WHERE id = 1")
         return True
 
-    def seal_all(self, *, checkpoint: bool = False) -> int:
+    def seal_all(self, *, checkpoint: bool = False, wait: bool = False) -> int:
         """Seal until the inbox is empty; with ``checkpoint``, sign the new size now."""
         total = 0
         while True:
-            sealed = self.seal_once()
+            sealed = self.seal_once(wait=wait)
             total += sealed
             if sealed < self._batch:
                 break

@@ -243,7 +243,7 @@ class AuditTrail:
         """
         self._sink.flush(timeout)
         if self.sealer is not None:
-            self.sealer.seal_all(checkpoint=True)
+            self.sealer.seal_all(checkpoint=True, wait=True)
 
     def health(self) -> str | None:
         problem = self._sink.health()
@@ -259,7 +259,7 @@ class AuditTrail:
                 self.sealer.stop()
             if self.sealer is not None and self._recorded:
                 try:
-                    self.sealer.seal_all(checkpoint=True)
+                    self.sealer.seal_all(checkpoint=True, wait=True)
                 except SQLAlchemyError as exc:
                     # The events stay in the inbox; the next sealer (any replica) seals them.
                     audit_log.error("audit inbox not sealed at close: %s", type(exc).__name__)
