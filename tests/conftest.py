@@ -42,7 +42,9 @@ def _start_pgserver(pgdata: Path) -> str:
     import pgserver
 
     # "delete": the last process of this run to let go stops the server and
-    # removes the directory.
+    # removes the directory. Both xdist workers may start at the same moment:
+    # pgserver's exists-then-mkdir races, and the loser simply attaches next time.
+    pgdata.mkdir(exist_ok=True)
     server = pgserver.get_server(pgdata, cleanup_mode="delete")
     return str(server.get_uri())
 
