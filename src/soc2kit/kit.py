@@ -111,6 +111,16 @@ class Kit:
     def _check_database(self) -> str | None:
         return None if db.ping(self.engine) else "database unreachable"
 
+    def audit_router(self, prefix: str = "/audit") -> APIRouter:
+        """The auditor's read API (events, one event with its proof, latest checkpoint).
+
+        Needs the ``("audit", "read")`` permission: grant it to an ``auditor`` role.
+        Every call is itself a critical ``audit.query`` event.
+        """
+        from soc2kit.audit.api import build_audit_router
+
+        return build_audit_router(self, prefix=prefix)
+
     def health_router(self) -> APIRouter:
         """``/healthz`` and ``/readyz``, both declared public. Include it in the app."""
         return build_router(self)
