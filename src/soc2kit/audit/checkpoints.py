@@ -39,6 +39,7 @@ DEV_SIGNER_PREFIX = "soc2kit-dev-"
 DEV_KEY_FILE = "dev-audit-signing-key.json"
 _ALG_ED25519 = b"\x01"
 _DASH = "\u2014"
+_MANIFEST_LABEL = b"soc2kit evidence manifest v1\n"
 
 
 class CheckpointError(Exception):
@@ -83,6 +84,10 @@ class Signer:
         signature = self._key.sign(body.encode())
         blob = base64.b64encode(_key_hash(self.name, self.public) + signature).decode()
         return f"{body}\n{_DASH} {self.name} {blob}\n"
+
+    def sign_manifest(self, data: bytes) -> str:
+        """Ed25519 over ``data`` under a label of its own (never a valid checkpoint)."""
+        return base64.b64encode(self._key.sign(_MANIFEST_LABEL + data)).decode()
 
     def verifier(self) -> NoteVerifier:
         return NoteVerifier(self.name, self.public)
@@ -168,6 +173,13 @@ class NoteVerifier:
         if verifier._hash.hex() != key_hash:
             raise ConfigurationError("verifier key hash does not match its key")
         return verifier
+
+    def verify_manifest(self, data: bytes, signature: str) -> bool:
+        try:
+            self._key.verify(base64.b64decode(signature, validate=True), _MANIFEST_LABEL + data)
+        except (InvalidSignature, ValueError, binascii.Error):
+            return False
+        return True
 
     def verify(self, note: str) -> Checkpoint:
         """Parse and check ``note``; raises CheckpointError when anything is off."""

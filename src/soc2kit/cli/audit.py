@@ -129,3 +129,79 @@ def public_key() -> None:
     from soc2kit.settings import Settings
 
     Console(soft_wrap=True).print(build_signer(Settings()).vkey, markup=False, highlight=False)
+
+
+@audit_app.command("export")
+def export(
+    out: Annotated[Path, typer.Option("--out", help="An empty or new directory.")],
+    since: Annotated[str | None, typer.Option(help="ISO date/time, inclusive.")] = None,
+    until: Annotated[str | None, typer.Option(help="ISO date/time, exclusive.")] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Write an evidence bundle: events (JSONL, CSV), checkpoints, proofs, verify report,
+    and a signed manifest of SHA-256 digests."""
+    from datetime import datetime
+
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from soc2kit.audit.export import export_bundle
+    from soc2kit.audit.setup import build_anchor, build_signer
+    from soc2kit.audit.trail import AuditTrail
+    from soc2kit.errors import ConfigurationError
+
+    try:
+        start = datetime.fromisoformat(since) if since else None
+        end = datetime.fromisoformat(until) if until else None
+    except ValueError:
+        raise _fail("--since and --until take ISO dates such as 2026-01-01") from None
+    settings, engine = _settings_and_engine(database_url)
+    try:
+        try:
+            signer = build_signer(settings)
+        except ConfigurationError as exc:
+            raise _fail(str(exc), code=3) from None
+        from soc2kit.audit.setup import build_trail
+
+        trail: AuditTrail = build_trail(settings, engine)
+        try:
+            # Exporting evidence is itself evidence: recorded before the bundle is written.
+            trail.record(
+                "audit.export",
+                action="export",
+                outcome="success",
+                actor="cli",
+                since=since,
+                until=until,
+                out=str(out),
+            )
+            with Progress(
+                SpinnerColumn(),
+                TextColumn("exporting"),
+                TextColumn("{task.completed} events"),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+            ) as bar:
+                task = bar.add_task("export", total=None)
+                try:
+                    manifest = export_bundle(
+                        engine,
+                        signer,
+                        origin=settings.audit_origin,
+                        anchor=build_anchor(settings, check=False),
+                        out=out,
+                        since=start,
+                        until=end,
+                        max_checkpoint_age=settings.audit_max_checkpoint_age_seconds,
+                        progress=lambda n: bar.update(task, completed=n),
+                    )
+                except FileExistsError as exc:
+                    raise _fail(str(exc)) from None
+        finally:
+            trail.close()
+    finally:
+        engine.dispose()
+    Console().print(
+        f"{manifest['events']} events exported to {out} (verify: {manifest['verify_status']}); "
+        f"manifest signed by {signer.name}",
+        markup=False,
+    )
