@@ -27,15 +27,13 @@ anchor is built.
 
 from __future__ import annotations
 
-import importlib
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from soc2kit._aws import aws_client, error_code
 from soc2kit.audit.checkpoints import Checkpoint
-from soc2kit.crypto.kms import _error_code
 from soc2kit.errors import ConfigurationError
 
-_MISSING_EXTRA = "the S3 anchor store needs the aws extra: pip install 'soc2kit[aws]'"
 _NOT_FOUND = frozenset({"NoSuchKey", "NotFound"})
 # If-None-Match lost: the object exists (412), or a concurrent conditional write won (409).
 _EXISTS = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
@@ -81,42 +79,16 @@ class S3ObjectLockAnchor:
             raise ConfigurationError("S3 anchor retention_days must be between 1 and 36500")
         if mode not in ("COMPLIANCE", "GOVERNANCE"):
             raise ConfigurationError("S3 anchor mode is COMPLIANCE or GOVERNANCE")
-        if connect_timeout <= 0 or read_timeout <= 0 or max_attempts < 1:
-            raise ConfigurationError("S3 anchor timeouts must be positive and max_attempts >= 1")
-        if client is not None and (region_name is not None or endpoint_url is not None):
-            raise ConfigurationError(
-                "pass either an S3 client or region_name/endpoint_url, not both"
-            )
-        try:
-            # botocore is needed even with an injected client: its exceptions are mapped.
-            botocore_exceptions = importlib.import_module("botocore.exceptions")
-            if client is None:
-                boto3 = importlib.import_module("boto3")
-                botocore_config = importlib.import_module("botocore.config")
-        except ImportError:
-            raise ConfigurationError(_MISSING_EXTRA) from None
-        self._aws_errors: tuple[type[Exception], ...] = (
-            botocore_exceptions.BotoCoreError,
-            botocore_exceptions.ClientError,
+        client, self._aws_errors = aws_client(
+            "s3",
+            what="the S3 anchor store",
+            client=client,
+            region_name=region_name,
+            endpoint_url=endpoint_url,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            max_attempts=max_attempts,
         )
-        if client is None:
-            config = botocore_config.Config(
-                connect_timeout=connect_timeout,
-                read_timeout=read_timeout,
-                retries={"total_max_attempts": max_attempts, "mode": "standard"},
-            )
-            try:
-                client = boto3.session.Session().client(
-                    "s3", region_name=region_name, endpoint_url=endpoint_url, config=config
-                )
-            except botocore_exceptions.NoRegionError:
-                raise ConfigurationError(
-                    "the S3 anchor store needs a region: pass region_name or set AWS_REGION"
-                ) from None
-            except (*self._aws_errors, ValueError) as exc:
-                raise ConfigurationError(
-                    f"S3 anchor client could not be created: {_error_code(exc)}"
-                ) from None
         self.bucket = bucket
         self.prefix = prefix
         self.retention_days = retention_days
@@ -136,7 +108,7 @@ class S3ObjectLockAnchor:
         try:
             response = self._client.get_object_lock_configuration(Bucket=self.bucket)
         except self._aws_errors as exc:
-            code = _error_code(exc)
+            code = error_code(exc)
         else:
             config = response.get("ObjectLockConfiguration") if isinstance(response, dict) else None
             enabled = config.get("ObjectLockEnabled") if isinstance(config, dict) else None
@@ -167,7 +139,7 @@ class S3ObjectLockAnchor:
         try:
             self._client.put_object(**params)
         except self._aws_errors as exc:
-            code, status = _error_code(exc), _http_status(exc)
+            code, status = error_code(exc), _http_status(exc)
         else:
             return
         if code in _EXISTS or status in (409, 412):
@@ -192,7 +164,7 @@ class S3ObjectLockAnchor:
                         continue
                     versions.setdefault(key, []).append(str(version["VersionId"]))
         except self._aws_errors as exc:
-            code = _error_code(exc)
+            code = error_code(exc)
             raise AnchorStoreError(f"S3 anchor ListObjectVersions failed: {code}") from None
         notes: list[str] = []
         for key in sorted(versions):
@@ -209,7 +181,7 @@ class S3ObjectLockAnchor:
         try:
             self._client.head_object(Bucket=self.bucket, Key=key)
         except self._aws_errors as exc:
-            code, status = _error_code(exc), _http_status(exc)
+            code, status = error_code(exc), _http_status(exc)
         else:
             return True
         if code in _NOT_FOUND or status == 404:
@@ -225,7 +197,7 @@ class S3ObjectLockAnchor:
             finally:
                 body.close()
         except self._aws_errors as exc:
-            code = _error_code(exc)
+            code = error_code(exc)
         else:
             if isinstance(data, bytes):
                 return data.decode("utf-8", errors="replace")

@@ -11,39 +11,19 @@ provider is built.
 
 from __future__ import annotations
 
-import importlib
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from soc2kit._aws import aws_client, error_code
 from soc2kit.crypto.errors import KeyUnavailableError
 from soc2kit.crypto.providers import KeyProvider, WrappedKey
 from soc2kit.errors import ConfigurationError
 
-_MISSING_EXTRA = "AWS KMS needs the aws extra: pip install 'soc2kit[aws]'"
-# AWS error codes are identifiers; anything else is reported as unknown rather than echoed.
-_ERROR_CODE = re.compile(r"[A-Za-z][A-Za-z0-9_.]{0,99}")
 _DATA_KEY_BYTES = 32
 
 
 def _is_alias(key_id: str) -> bool:
     return key_id.startswith("alias/") or ":alias/" in key_id
-
-
-def _error_code(exc: BaseException) -> str:
-    """The AWS error code (ClientError) or botocore's exception name, never the message.
-
-    Messages can echo request data (for example a ValidationException quoting a parameter).
-    """
-    response = getattr(exc, "response", None)
-    code: object = None
-    if isinstance(response, dict):
-        error = response.get("Error")
-        if isinstance(error, dict):
-            code = error.get("Code")
-    if code is None:
-        code = type(exc).__name__
-    return code if isinstance(code, str) and _ERROR_CODE.fullmatch(code) else "UnknownError"
 
 
 class AwsKmsProvider(KeyProvider):
@@ -75,45 +55,17 @@ class AwsKmsProvider(KeyProvider):
     ) -> None:
         if not key_id or not key_id.isprintable():
             raise ConfigurationError("AWS KMS needs a key id, key ARN or alias")
-        if connect_timeout <= 0 or read_timeout <= 0 or max_attempts < 1:
-            raise ConfigurationError("AWS KMS timeouts must be positive and max_attempts >= 1")
-        if client is not None and (region_name is not None or endpoint_url is not None):
-            raise ConfigurationError(
-                "pass either an AWS KMS client or region_name/endpoint_url, not both"
-            )
-        try:
-            # botocore is needed even with an injected client: its exceptions are mapped.
-            botocore_exceptions = importlib.import_module("botocore.exceptions")
-            if client is None:
-                boto3 = importlib.import_module("boto3")
-                botocore_config = importlib.import_module("botocore.config")
-        except ImportError:
-            raise ConfigurationError(_MISSING_EXTRA) from None
-        self._aws_errors: tuple[type[Exception], ...] = (
-            botocore_exceptions.BotoCoreError,
-            botocore_exceptions.ClientError,
+        # A KMS outage must fail a request in seconds, not hang it (see soc2kit._aws).
+        client, self._aws_errors = aws_client(
+            "kms",
+            what="AWS KMS",
+            client=client,
+            region_name=region_name,
+            endpoint_url=endpoint_url,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            max_attempts=max_attempts,
         )
-        if client is None:
-            # A KMS outage must fail a request in seconds, not hang it: bounded timeouts,
-            # few retries ("standard" mode retries throttling and transient errors only).
-            config = botocore_config.Config(
-                connect_timeout=connect_timeout,
-                read_timeout=read_timeout,
-                retries={"total_max_attempts": max_attempts, "mode": "standard"},
-            )
-            try:
-                # A private session: boto3's default session is not thread-safe to create.
-                client = boto3.session.Session().client(
-                    "kms", region_name=region_name, endpoint_url=endpoint_url, config=config
-                )
-            except botocore_exceptions.NoRegionError:
-                raise ConfigurationError(
-                    "AWS KMS needs a region: pass region_name or set AWS_REGION"
-                ) from None
-            except (*self._aws_errors, ValueError) as exc:
-                raise ConfigurationError(
-                    f"AWS KMS client could not be created: {_error_code(exc)}"
-                ) from None
         self.key_id = key_id
         self._client: Any = client
         self._allowed = self._allowed_set(key_id, allowed_key_ids)
@@ -192,7 +144,7 @@ class AwsKmsProvider(KeyProvider):
         try:
             response = method(**params)
         except self._aws_errors as exc:
-            code = _error_code(exc)
+            code = error_code(exc)
         else:
             if not isinstance(response, dict):
                 raise KeyUnavailableError(f"AWS KMS {operation} returned no response")
