@@ -203,6 +203,12 @@ class CompiledPolicy:
             entries = list(self._by_subject.values())
         return [a for items in entries for a in items]
 
+    def inheritance(self) -> list[tuple[str, str]]:
+        """(role, parent) edges of the role hierarchy."""
+        with self._write:
+            parents = dict(self._parents)
+        return sorted((role, parent) for role, items in parents.items() for parent in items)
+
     def grants(self) -> list[Grant]:
         with self._write:
             entries = list(self._perms.items())

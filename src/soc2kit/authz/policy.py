@@ -141,6 +141,14 @@ class Policy:
     def grants(self) -> list[Grant]:
         return sorted(self._index.grants(), key=lambda g: (g.role, g.resource, g.action, g.tenant))
 
+    def conflicts(self) -> list[tuple[str, str]]:
+        """Declared separation-of-duties conflicts, as sorted role pairs."""
+        return sorted(self._index.conflicts)
+
+    def inheritance(self) -> list[tuple[str, str]]:
+        """(role, parent) edges: ``role`` has every permission of ``parent``."""
+        return self._index.inheritance()
+
     def assignments(self, subject: str | None = None) -> list[Assignment]:
         items = self._index.assignments(subject) if subject else self._index.all_assignments()
         return sorted(items, key=lambda a: (a.subject, a.role, a.tenant, a.source))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -38,6 +38,14 @@ def verify(
         typer.Option(help="Verifier key to trust (default: derived from the signing key)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    record: Annotated[
+        bool,
+        typer.Option(
+            "--record/--no-record",
+            help="Append this run and its result to the log (the evidence of a scheduled "
+            "verify); --no-record for a read-only check.",
+        ),
+    ] = True,
 ) -> None:
     """Recompute every leaf, root, signature and anchor; exit 0, 1 (tampered) or 2 (stale)."""
     from soc2kit.audit.checkpoints import Anchor, DirectoryAnchor, NoteVerifier
@@ -62,6 +70,7 @@ def verify(
             anchor=store,
             max_checkpoint_age=settings.audit_max_checkpoint_age_seconds,
         )
+        recorded = not record or _record_verify(settings, engine, report)
     finally:
         engine.dispose()
     out = Console(soft_wrap=True, highlight=False)
@@ -80,7 +89,41 @@ def verify(
             out.print(f"RESULT      INCOMPLETE {report.reason}", markup=False)
         else:
             out.print(f"RESULT      PASS       {report.checked} events verified", markup=False)
+    if not recorded:
+        # The result stands, but the run left no evidence: report it as incomplete.
+        Console(stderr=True).print(
+            "warning: this verify run could not be recorded in the audit log", markup=False
+        )
+        raise typer.Exit(max(report.exit_code, 2))
     raise typer.Exit(report.exit_code)
+
+
+def _record_verify(settings: Any, engine: Any, report: Any) -> bool:
+    """Append an ``audit.verify`` event (sealed before returning); False when it failed."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from soc2kit.audit.setup import build_trail
+    from soc2kit.errors import Soc2kitError
+
+    try:
+        trail = build_trail(settings, engine)
+        try:
+            trail.record(
+                "audit.verify",
+                action="verify",
+                outcome="success" if report.status == "pass" else "failure",
+                actor="cli",
+                reason=report.reason,
+                durability="critical",
+                verify_status=report.status,
+                checked=report.checked,
+                first_failure=report.first_failure,
+            )
+        finally:
+            trail.close()
+    except (SQLAlchemyError, Soc2kitError, OSError):
+        return False
+    return True
 
 
 @audit_app.command("prove")

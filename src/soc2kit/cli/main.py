@@ -171,6 +171,16 @@ def demo(
 app.command("routes")(routes_command)
 
 
+def _register_documents() -> None:
+    from soc2kit.cli.controls import controls, evidence
+
+    app.command("controls")(controls)
+    app.command("evidence")(evidence)
+
+
+_register_documents()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: one clear line on error, a traceback only with --debug."""
     args = sys.argv[1:] if argv is None else argv
