@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from soc2kit.cli.apikeys import DatabaseUrl, _fail
+from soc2kit.errors import Soc2kitError
 
 audit_app = typer.Typer(help="The sealed audit log.", no_args_is_help=True)
 
@@ -248,3 +249,28 @@ def export(
         f"manifest signed by {signer.name}",
         markup=False,
     )
+
+
+@audit_app.command("verify-bundle")
+def verify_bundle_command(
+    bundle_dir: Annotated[Path, typer.Argument(help="A folder written by `audit export`.")],
+    vkey: Annotated[str, typer.Option(help="The verifier key you trust (not the bundle's).")],
+) -> None:
+    """Check an exported bundle offline: signed manifest, every file's SHA-256, every proof."""
+    from soc2kit.audit.checkpoints import NoteVerifier
+    from soc2kit.audit.export import verify_bundle
+
+    try:
+        verifier = NoteVerifier.from_vkey(vkey)
+    except (ValueError, Soc2kitError):
+        raise _fail("--vkey is not a verifier key (see `soc2kit audit public-key`)") from None
+    try:
+        problems = verify_bundle(bundle_dir, verifier)
+    except (OSError, ValueError, KeyError, TypeError):
+        raise _fail(f"{bundle_dir} is not a readable evidence bundle", code=1) from None
+    out = Console(soft_wrap=True, highlight=False)
+    for problem in problems:
+        out.print(f"FAIL {problem}", markup=False)
+    if problems:
+        raise typer.Exit(1)
+    out.print(f"bundle OK: {bundle_dir} is signed by this key and every file matches", markup=False)
