@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from soc2kit._ids import uuid7_str
+from soc2kit._ids import RandomPool, uuid7_str
 from soc2kit.context import RequestContext, _enter, _exit
 from soc2kit.errors import AuditWriteError
 from soc2kit.http.headers import HeaderList
@@ -134,6 +134,7 @@ class RequestContextMiddleware:
         self.proxies = proxies
         self._header_names = frozenset(name for name, _ in api_headers)
         self._docs_header_names = frozenset(name for name, _ in docs_headers)
+        self._random = RandomPool()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -153,7 +154,7 @@ class RequestContextMiddleware:
             request_id = inbound.decode("ascii")
             rejected_rid = False
         else:
-            request_id = uuid7_str()
+            request_id = uuid7_str(self._random)
             rejected_rid = inbound is not None
         client_ip = self.proxies.resolve(scope, headers)
         is_ws = scope["type"] == "websocket"
