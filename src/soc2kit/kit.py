@@ -9,6 +9,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -47,7 +49,15 @@ from soc2kit.http.guards import (
 )
 from soc2kit.http.health import ReadinessCheck, build_router
 from soc2kit.settings import Settings, production_problems
-from soc2kit.tracing import TracingMiddleware, build_tracer_provider
+from soc2kit.tracing import (
+    ServerSpanCloser,
+    TracingMiddleware,
+    build_meter_provider,
+    build_tracer_provider,
+    instrument_engine,
+)
+from soc2kit.tracing.correlation import AuditSpanLink
+from soc2kit.tracing.metrics import SecurityMetrics
 
 log = logging.getLogger("soc2kit")
 
@@ -66,6 +76,9 @@ class Kit:
         self.keys = Keyring(self.engine, build_provider(settings), settings, self.audit)
         self.encryption = FieldEncryption(self.keys)
         self.tracer_provider: TracerProvider | None = None  # set by install() when enabled
+        self.meter_provider: MeterProvider | None = None  # likewise (metrics)
+        self._owned_meter_provider: SdkMeterProvider | None = None  # shut down with the kit
+        self._metrics: SecurityMetrics | None = None
         self.attach(self.engine)
         self.policy = Policy(self.engine, self.audit, settings)
         self.api_keys = ApiKeyStore(self.engine, settings, self.audit)
@@ -89,6 +102,8 @@ class Kit:
         """
         self.encryption.attach(engine)
         audit_orm.attach(engine, self.audit)
+        if self.tracer_provider is not None:
+            instrument_engine(engine, self.tracer_provider)  # SQL spans, never SQL text
 
     # readiness -----------------------------------------------------------------
     def add_readiness_check(self, name: str, check: ReadinessCheck) -> None:
@@ -277,6 +292,10 @@ class Kit:
         finally:
             if self.tracer_provider is not None:
                 self.tracer_provider.shutdown()  # exports the spans still batched
+            if self._owned_meter_provider is not None:
+                self._owned_meter_provider.shutdown()  # a last collection, the gauges included
+            if self._metrics is not None:
+                self._metrics.close()  # a caller's provider must not query a closed kit
             self.engine.dispose()
 
 
@@ -314,12 +333,19 @@ def _docs_paths(app: FastAPI) -> frozenset[str]:
     return frozenset(p for p in paths if p)
 
 
-def install(app: FastAPI, settings: Settings | None = None) -> Kit:
+def install(
+    app: FastAPI, settings: Settings | None = None, *, meter_provider: MeterProvider | None = None
+) -> Kit:
     """Install soc2kit's middleware, error handlers and lifecycle on ``app``.
 
     Call it once, before the app serves its first request; routes may be
     declared before or after. In production, an unsafe configuration raises
     :class:`InsecureConfigurationError` listing every problem.
+
+    ``meter_provider`` turns the security metrics on with the caller's own
+    provider (its readers: Prometheus, an in-memory reader in tests); the caller
+    shuts it down. Otherwise ``metrics_enabled`` builds one exporting to
+    ``otlp_endpoint``.
     """
     settings = settings or Settings()
     if getattr(app.state, "soc2kit", None) is not None:
@@ -333,7 +359,15 @@ def install(app: FastAPI, settings: Settings | None = None) -> Kit:
     if settings.migrate_on_install:
         db.upgrade(settings.database_url)
 
+    owned_meters = None if meter_provider is not None else _meter_provider(settings)
     kit = Kit(app, settings)
+    if owned_meters is not None:
+        kit._owned_meter_provider = meter_provider = owned_meters
+    if meter_provider is not None:
+        kit.meter_provider = meter_provider
+        sealer = kit.audit.sealer
+        kit._metrics = SecurityMetrics(meter_provider, sealer.engine if sealer else None)
+        kit.audit.add_observer(kit._metrics)
     install_handlers(app)
     cover_mounted_apps(app)
 
@@ -369,6 +403,8 @@ def install(app: FastAPI, settings: Settings | None = None) -> Kit:
         kit.tracer_provider = build_tracer_provider(
             settings.service_name, otlp_endpoint=settings.otlp_endpoint
         )
+        instrument_engine(kit.engine, kit.tracer_provider)
+        kit.audit.add_observer(AuditSpanLink())  # the span carries its http.request event id
         key = settings.tracing_pseudonym_key
         app.add_middleware(
             TracingMiddleware,
@@ -390,9 +426,27 @@ def install(app: FastAPI, settings: Settings | None = None) -> Kit:
         request_id_header=settings.request_id_header,
         proxies=ProxyResolver(settings.trusted_proxies),
     )
+    if settings.tracing_enabled:
+        app.add_middleware(ServerSpanCloser)  # ends the span after the http.request event
     _wrap_lifespan(app, kit)
     app.state.soc2kit = kit
     return kit
+
+
+def _meter_provider(settings: Settings) -> SdkMeterProvider | None:
+    """The OTLP-exporting provider ``metrics_enabled`` asks for (None when off)."""
+    if not settings.metrics_enabled:
+        return None
+    if not settings.otlp_endpoint:
+        # Metrics nobody reads would look like quiet: refuse instead.
+        raise ConfigurationError(
+            "metrics_enabled needs otlp_endpoint, or a meter_provider passed to install()"
+        )
+    return build_meter_provider(
+        settings.service_name,
+        otlp_endpoint=settings.otlp_endpoint,
+        export_interval_seconds=settings.metrics_export_interval_seconds,
+    )
 
 
 def _wrap_lifespan(app: FastAPI, kit: Kit) -> None:

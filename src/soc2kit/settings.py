@@ -141,6 +141,9 @@ class Settings(BaseSettings):
     tracing_exclude_paths: CsvList = Field(default_factory=lambda: ["/healthz", "/readyz"])
     tracing_trust_traceparent: bool = True
     tracing_record_path: bool = False
+    # Security metrics (soc2kit.tracing.metrics): exported over OTLP to otlp_endpoint.
+    metrics_enabled: bool = False
+    metrics_export_interval_seconds: float = Field(default=60.0, ge=1, le=3600)
 
     # Field encryption (soc2kit.crypto): where the key-encryption key lives.
     encryption_kek: SecretStr | None = None  # "kek-id:base64url[,old-id:base64url...]"
@@ -377,10 +380,11 @@ def production_problems(settings: Settings, app: Any = None) -> list[str]:
         "dev-audit-signing-key.json"
     ):
         problems.append("audit_signing_key_file is the generated development key")
-    if settings.tracing_enabled:
+    if settings.tracing_enabled or settings.metrics_enabled:
         endpoint = settings.otlp_endpoint
         if endpoint is not None and not endpoint.startswith("https://"):
             problems.append("otlp_endpoint must use https")
+    if settings.tracing_enabled:
         key = settings.tracing_pseudonym_key
         if settings.tracing_enduser == "pseudonym" and (
             key is None or len(key.get_secret_value()) < 32

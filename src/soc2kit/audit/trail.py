@@ -11,14 +11,14 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import anyio
 import anyio.to_thread
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from soc2kit._ids import uuid7_str
+from soc2kit._ids import RandomPool, uuid7_str
 from soc2kit.audit.events import OUTCOMES, AuditEvent, canonical_json, sanitize_text, sanitize_value
 from soc2kit.audit.sink import AuditSink
 from soc2kit.context import current_request
@@ -46,6 +46,20 @@ def _is_critical(event: AuditEvent, durability: Durability | None) -> bool:
     return not (event.outcome == "success" and event.action in _READ_ACTIONS)
 
 
+class AuditObserver(Protocol):
+    """Told of every event as it is recorded and of every verify run (metrics, span links).
+
+    ``event_recorded`` runs on the recording thread before the event is stored,
+    so a signal still counts when the store is down. It must be quick and must
+    not record events itself; an exception it raises is logged and ignored.
+    """
+
+    def event_recorded(self, event: AuditEvent) -> None: ...
+
+    def log_verified(self, status: str | None) -> None:
+        """``status`` is the report's ("pass", "fail", "incomplete"), None when verify raised."""
+
+
 # Fields a caller may set directly through ``**extra`` instead of nesting them.
 _DIRECT_FIELDS = frozenset(
     {"status_code", "http_method", "route", "request_id", "tenant_id", "actor_type", "client_ip"}
@@ -67,11 +81,24 @@ class AuditTrail:
         # Without a configured pepper (development only; production refuses),
         # pseudonyms are stable for this process alone.
         self._ip_cache: OrderedDict[str, str | None] = OrderedDict()
+        self._random = RandomPool()
         self._limiter: anyio.CapacityLimiter | None = None
         self._queue_limiter: anyio.CapacityLimiter | None = None
         self._ip_key = (
             key.get_secret_value().encode() if key is not None else secrets.token_bytes(32)
         )
+        self._observers: tuple[AuditObserver, ...] = ()
+
+    def add_observer(self, observer: AuditObserver) -> None:
+        """Tell ``observer`` of every event recorded from now on (see AuditObserver)."""
+        self._observers = (*self._observers, observer)
+
+    def _notify(self, event: AuditEvent) -> None:
+        for observer in self._observers:
+            try:
+                observer.event_recorded(event)
+            except Exception as exc:  # telemetry never fails an audit record
+                audit_log.error("audit observer failed: %s", type(exc).__name__)
 
     @property
     def sink(self) -> AuditSink:
@@ -112,6 +139,7 @@ class AuditTrail:
             **extra,
         )
         self._recorded = True
+        self._notify(event)
         if _is_critical(event, durability):
             self._sink.write_now(event, payload)
             self._log(payload)
@@ -126,6 +154,7 @@ class AuditTrail:
         durability = fields.pop("durability", None)
         event, payload = self._build(event_type, **fields)
         self._recorded = True
+        self._notify(event)
         if _is_critical(event, durability):
             if self._limiter is None:
                 self._limiter = anyio.CapacityLimiter(8)
@@ -171,7 +200,7 @@ class AuditTrail:
         actor_type, actor_id, tenant_id, roles = self._actor(actor)
         text = self._text
         event = AuditEvent(
-            event_id=uuid7_str(),
+            event_id=uuid7_str(self._random),
             occurred_at=datetime.now(UTC),
             event_type=text(event_type, 100) or "unknown",
             action=text(action, 100) or "unknown",
@@ -224,6 +253,7 @@ class AuditTrail:
         fields.pop("durability", None)  # always critical: it shares the caller's transaction
         event, payload = self._build(event_type, **fields)
         self._recorded = True
+        self._notify(event)
         try:
             self._sink.write_in(conn, event, payload)
         except SQLAlchemyError as exc:
@@ -270,13 +300,23 @@ class AuditTrail:
 
         if self.sealer is None:
             raise AuditWriteError("this audit trail has no sealed log to verify")
-        return verify_log(
-            self.sealer.engine,
-            self.sealer.signer.verifier(),
-            origin=self.sealer.origin,
-            anchor=self.sealer.anchor,
-            max_checkpoint_age=self._settings.audit_max_checkpoint_age_seconds,
-        )
+        status: str | None = None
+        try:
+            report = verify_log(
+                self.sealer.engine,
+                self.sealer.signer.verifier(),
+                origin=self.sealer.origin,
+                anchor=self.sealer.anchor,
+                max_checkpoint_age=self._settings.audit_max_checkpoint_age_seconds,
+            )
+            status = report.status
+            return report
+        finally:
+            for observer in self._observers:
+                try:
+                    observer.log_verified(status)
+                except Exception as exc:  # telemetry never changes the verdict
+                    audit_log.error("audit observer failed: %s", type(exc).__name__)
 
     def prove(self, event_id: str) -> dict[str, Any]:
         """An inclusion proof of one sealed event, checkable offline with the public key."""

@@ -762,12 +762,19 @@ def open_value(
     row: str | None,
 ) -> Any:
     """Decrypt one stored value for its place (also used by the re-encryption jobs)."""
-    blob = _ciphertext(raw)
+    try:
+        blob = _ciphertext(raw)
+        if blob is None:
+            until = column_type.allow_plaintext_until
+            if until is not None and datetime.now(UTC).date() <= until:
+                keyring.count_plaintext_read(table, column)
+                return _legacy(column_type, raw)
+    except DecryptionError as exc:
+        # A truncated or malformed stored value is refused like a forged one, and recorded.
+        # The messages raised above are fixed strings: no stored bytes reach the record.
+        _decrypt_failed(keyring, aead.FieldContext(table, column, tenant, row), None, str(exc))
+        raise
     if blob is None:
-        until = column_type.allow_plaintext_until
-        if until is not None and datetime.now(UTC).date() <= until:
-            keyring.count_plaintext_read(table, column)
-            return _legacy(column_type, raw)
         context = aead.FieldContext(table, column, tenant, row)
         _decrypt_failed(keyring, context, None, "value is not a soc2kit ciphertext")
         raise DecryptionError(f"{table}.{column} holds a value that is not a soc2kit ciphertext")

@@ -1,7 +1,8 @@
-"""OpenTelemetry tracing: one server span per request, no credentials, no query strings.
+"""OpenTelemetry: one server span per request, SQL spans, security metrics.
 
-Nothing here touches the global tracer provider or propagator; the provider is
-built by :func:`build_tracer_provider` and handed to :class:`TracingMiddleware`.
+No credentials, query strings, SQL text or values ever reach a span or a metric.
+Nothing here touches the global providers or propagator; the providers are built
+by :func:`build_tracer_provider` and :func:`build_meter_provider` and handed on.
 """
 
 from __future__ import annotations
@@ -9,14 +10,23 @@ from __future__ import annotations
 from opentelemetry import trace
 
 from soc2kit.context import current_request
-from soc2kit.tracing.middleware import SCOPE_KEY, EndUserPolicy, TracingMiddleware
-from soc2kit.tracing.setup import build_tracer_provider
+from soc2kit.tracing.middleware import (
+    SCOPE_KEY,
+    EndUserPolicy,
+    ServerSpanCloser,
+    TracingMiddleware,
+)
+from soc2kit.tracing.setup import build_meter_provider, build_tracer_provider
+from soc2kit.tracing.sql import instrument_engine
 
 __all__ = [
     "EndUserPolicy",
+    "ServerSpanCloser",
     "TracingMiddleware",
+    "build_meter_provider",
     "build_tracer_provider",
     "current_trace_ids",
+    "instrument_engine",
 ]
 
 

@@ -30,6 +30,10 @@ EndUserPolicy = Literal["off", "pseudonym", "id"]
 
 SCOPE_KEY = "soc2kit.trace.span_context"
 """Scope entry holding the server span's SpanContext (read by ``current_trace_ids``)."""
+SPAN_KEY = "soc2kit.trace.server_span"
+"""Scope entry holding the server span itself (the audit correlation writes to it)."""
+DEFER_END_KEY = "soc2kit.trace.defer_end"
+"""Set by :class:`ServerSpanCloser`: the server span is ended there, not here."""
 
 DEFAULT_EXCLUDE_PATHS = frozenset({"/healthz", "/readyz"})
 
@@ -152,6 +156,7 @@ class TracingMiddleware:
             attributes=attributes,
         )
         scope[SCOPE_KEY] = span.get_span_context()
+        scope[SPAN_KEY] = span
         entry_root_path = str(scope.get("root_path", ""))
         status = 0
 
@@ -174,7 +179,8 @@ class TracingMiddleware:
                 if span.is_recording():
                     self._finish(span, scope, method, entry_root_path, status, error_type)
             finally:
-                span.end()
+                if not scope.get(DEFER_END_KEY):
+                    span.end()
 
     def _finish(
         self,
@@ -211,3 +217,27 @@ class TracingMiddleware:
             digest = self._hmac.copy()
             digest.update(subject.encode("utf-8"))
             span.set_attribute("enduser.pseudo.id", digest.hexdigest()[:16])
+
+
+class ServerSpanCloser:
+    """Ends the server span after the request's ``http.request`` audit event.
+
+    Placed just outside RequestContextMiddleware, which records that event
+    after the inner layers (TracingMiddleware among them) have returned: the
+    span stays open until then, so it can carry the event's id.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        scope[DEFER_END_KEY] = True
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            span = scope.get(SPAN_KEY)
+            if isinstance(span, Span):
+                span.end()
