@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/crypto.py --write docs/performance.md
 	$(BIN)/python benchmarks/audit.py --write docs/performance.md
 	$(BIN)/python benchmarks/tracing.py --write docs/performance.md
+	$(BIN)/python benchmarks/controls.py --write docs/performance.md
 
 clean:
 	rm -rf $(VENV) .soc2kit .pytest_cache .mypy_cache .ruff_cache

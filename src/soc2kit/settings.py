@@ -10,13 +10,23 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypedDict
 
 import limits
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Environment = Literal["development", "test", "production"]
+
+
+class DocsKwargs(TypedDict):
+    """``FastAPI(**settings.fastapi_docs_kwargs())`` type-checks under mypy --strict."""
+
+    docs_url: str | None
+    redoc_url: str | None
+    openapi_url: str | None
+
+
 ClientIpPolicy = Literal["full", "truncated", "hmac"]
 
 DEFAULT_ALLOWED_HOSTS = ("localhost", "127.0.0.1", "[::1]", "testserver")
@@ -257,7 +267,7 @@ class Settings(BaseSettings):
     def https_required(self) -> bool:
         return self.is_production if self.https_only is None else self.https_only
 
-    def fastapi_docs_kwargs(self) -> dict[str, str | None]:
+    def fastapi_docs_kwargs(self) -> DocsKwargs:
         """Arguments for ``FastAPI(...)`` that publish docs only when they are on."""
         if self.docs_active:
             return {"docs_url": "/docs", "redoc_url": "/redoc", "openapi_url": "/openapi.json"}

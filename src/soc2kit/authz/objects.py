@@ -7,15 +7,18 @@ holds the ``<action>:any`` permission.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Select
+if TYPE_CHECKING:
+    from sqlalchemy import Select
 
 from soc2kit.authn.principal import Principal
 from soc2kit.authz.model import WILDCARD
 from soc2kit.errors import AuthorizationError
 
-SelectT = TypeVar("SelectT", bound=Select[Any])
+# Any number of selected columns: Select is variadic (Select[int, str]) in SQLAlchemy 2.1.
+# A string, so SQLAlchemy 2.0 (Select[tuple[...]]) never evaluates the 2.1 form at runtime.
+SelectT = TypeVar("SelectT", bound="Select[*tuple[Any, ...]]")
 
 
 class ObjectAccessDenied(AuthorizationError):

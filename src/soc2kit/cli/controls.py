@@ -59,6 +59,10 @@ def controls(
     if not isinstance(raw_scope, list) or not all(isinstance(v, str) for v in raw_scope):
         raise ConfigurationError("[tool.soc2kit] trust_criteria must be a list of names")
     scope = parse_scope(raw_scope)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigurationError(f"--out {out_dir} exists and is not a folder")
+    if check and not out_dir.is_dir():
+        raise ConfigurationError(f"{out_dir} does not exist: generate it first (without --check)")
     report = collect(
         load_object(ref),
         app_ref=ref,

@@ -15,6 +15,7 @@ from typer.exceptions import TyperException
 
 from soc2kit._version import __version__
 from soc2kit.cli.apikeys import apikeys_app
+from soc2kit.cli.new import new as new_command
 from soc2kit.cli.routes import routes as routes_command
 from soc2kit.errors import ConfigurationError, InsecureConfigurationError, Soc2kitError
 
@@ -169,6 +170,7 @@ def demo(
 
 
 app.command("routes")(routes_command)
+app.command("new")(new_command)
 
 
 def _register_documents() -> None:
@@ -222,16 +224,23 @@ def _report(exc: BaseException) -> int:
         err.print(
             f"error: {exc.problems[0]} (and {len(exc.problems) - 1} more; run soc2kit check)"
             if len(exc.problems) > 1
-            else f"error: {exc.problems[0]}"
+            else f"error: {exc.problems[0]}",
+            markup=False,
+            highlight=False,
         )
         return 1
     if isinstance(exc, ValidationError):
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ())) or "settings"
-        err.print(f"error: invalid setting {where}: {first.get('msg', 'invalid')}")
+        err.print(
+            f"error: invalid setting {where}: {first.get('msg', 'invalid')}",
+            markup=False,
+            highlight=False,
+        )
         return 2
     if isinstance(exc, Soc2kitError):
-        err.print(f"error: {str(exc).splitlines()[0]}")
+        # Plain text: messages name things like [tool.soc2kit] that rich would eat as markup.
+        err.print(f"error: {str(exc).splitlines()[0]}", markup=False, highlight=False)
         return 1
     if isinstance(exc, KeyboardInterrupt):
         return 130

@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import sqlalchemy as sa
 
 from soc2kit.controls.probe import ProbeResponse, call
+from soc2kit.crypto.keyring import GLOBAL_SCOPE
+from soc2kit.errors import ConfigurationError
 from soc2kit.http import headers as security_headers
 
 if TYPE_CHECKING:
@@ -526,13 +528,13 @@ def collect_encryption(inputs: Inputs) -> tuple[EvidenceItem, EvidenceItem]:
         {
             "key_id": k.hex_id,
             "purpose": k.purpose,
-            "scope": k.scope if k.scope == "global" else "subject",
+            "scope": "service",
             "state": str(k.state.value if hasattr(k.state, "value") else k.state),
             "age_days": _age_days(k.created_at, inputs.now),
             "encryptions": k.encryptions,
         }
         for k in keys
-        if k.scope == "global"  # per-subject keys are counted, never listed by subject
+        if k.scope == GLOBAL_SCOPE  # per-subject keys are counted, never listed by subject
     ]
     status_rows: list[dict[str, Any]] = []
     for model, _ in models:
@@ -552,7 +554,7 @@ def collect_encryption(inputs: Inputs) -> tuple[EvidenceItem, EvidenceItem]:
     observed = {
         "kek": describe.get("kek"),
         "keys": key_rows,
-        "subject_keys": sum(1 for k in keys if k.scope != "global"),
+        "subject_keys": sum(1 for k in keys if k.scope != GLOBAL_SCOPE),
         "columns": status_rows,
     }
     # The KEK reference changes on rotation (and per machine in development): observed.
@@ -908,7 +910,10 @@ def collect_tests(inputs: Inputs) -> EvidenceItem:
             result="not-collected",
             summary="no test results attached (pass --junit FILE from pytest --junitxml)",
         )
-    root = ET.parse(path).getroot()  # noqa: S314 - the caller's own pytest output
+    try:
+        root = ET.parse(path).getroot()  # noqa: S314 - the caller's own pytest output
+    except (ET.ParseError, OSError) as exc:
+        raise ConfigurationError(f"--junit {path} is not a JUnit XML file ({exc})") from None
     suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
     totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     for suite in suites:
@@ -939,8 +944,20 @@ def collect_dependency_scan(inputs: Inputs) -> EvidenceItem:
             result="not-collected",
             summary="no scan attached (pass --pip-audit FILE from pip-audit --format json)",
         )
-    data = json.loads(path.read_text("utf-8"))
-    deps = data.get("dependencies", data if isinstance(data, list) else [])
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except (ValueError, OSError) as exc:
+        raise ConfigurationError(f"--pip-audit {path} is not pip-audit JSON ({exc})") from None
+    # `pip-audit --format json` writes {"dependencies": [...]}; older versions a bare list.
+    deps = (
+        data
+        if isinstance(data, list)
+        else data.get("dependencies")
+        if isinstance(data, dict)
+        else None
+    )
+    if not isinstance(deps, list) or not all(isinstance(d, dict) for d in deps):
+        raise ConfigurationError(f"--pip-audit {path} is not pip-audit JSON (no dependency list)")
     findings = [
         {
             "package": d.get("name"),

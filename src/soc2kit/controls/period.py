@@ -188,7 +188,8 @@ def _sha256(data: bytes) -> str:
 
 
 def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    """In UTC: SQLite stores the log's times as UTC text, so an offset must not be bound."""
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
 
 
 def export_period(

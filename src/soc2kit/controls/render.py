@@ -37,8 +37,10 @@ LIMITS = (
 
 
 def _md(text: str) -> str:
-    """Escape table-breaking characters in a Markdown table cell."""
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    """Escape a value for Markdown: table-breaking characters, and HTML (renderers pass
+    raw HTML through, and route paths or reasons come from the application)."""
+    escaped = html.escape(text, quote=False)
+    return escaped.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
 
 def _scope_text(report: Report) -> str:
@@ -106,7 +108,7 @@ def render_markdown(report: Report) -> str:
         for c in row.controls:
             add(f"- **{c.control.id}** {c.control.title}: {c.control.statement}")
             for item in c.evidence:
-                add(f"  - Evidence `{item.id}` ({item.result}): {item.summary}")
+                add(f"  - Evidence `{item.id}` ({item.result}): {_md(item.summary)}")
         if row.gap:
             add(f"- Gap: {row.gap}.")
         add(f"- The organization: {row.organization}")
@@ -157,8 +159,8 @@ def _md_evidence(item: EvidenceItem) -> list[str]:
     lines = [
         f"#### Evidence `{item.id}`: {item.title}",
         "",
-        f"- Result: **{item.result}**. {item.summary}",
-        f"- How: {item.source} ({item.method})",
+        f"- Result: **{item.result}**. {_md(item.summary)}",
+        f"- How: {_md(item.source)} ({item.method})",
         "",
     ]
     if item.details:
@@ -166,11 +168,13 @@ def _md_evidence(item: EvidenceItem) -> list[str]:
         lines += [f"| {_md(k)} | {_md(v)} |" for k, v in item.details]
         lines.append("")
     if item.observations:
+        # The blank line sits inside the block: stripped, the document is the same
+        # whether or not this run had anything to observe.
         lines.append(VOLATILE_START)
         lines += ["| observed at collection | value |", "|---|---|"]
         lines += [f"| {_md(k)} | {_md(v)} |" for k, v in item.observations]
-        lines.append(VOLATILE_END)
         lines.append("")
+        lines.append(VOLATILE_END)
     return lines
 
 
@@ -245,8 +249,13 @@ def render_html(report: Report) -> str:
             if row.status in ("service-provided", "shared")
             else ""
         )
+        anchor = (
+            f'<a href="#{_e(row.criterion.id)}">{_e(row.criterion.id)}</a>'
+            if row.status != "out-of-scope"  # out-of-scope criteria have no section to jump to
+            else _e(row.criterion.id)
+        )
         add(
-            f'<tr><td><a href="#{_e(row.criterion.id)}">{_e(row.criterion.id)}</a></td>'
+            f"<tr><td>{anchor}</td>"
             f"<td>{_e(row.criterion.title)}</td><td>{_status(row.status)}</td>"
             f"<td>{_e(controls)}</td></tr>"
         )
