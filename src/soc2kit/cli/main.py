@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import click
@@ -159,14 +160,17 @@ def dev_token(
 def demo(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
-    app_ref: Annotated[
-        str, typer.Option("--app", help="Example app.")
-    ] = "examples.invoices.app:app",
+    directory: Annotated[
+        Path, typer.Option("--dir", help="Where the demo service is baked (replaced).")
+    ] = Path("demo-service"),
+    install: Annotated[
+        bool, typer.Option("--install/--no-install", help="pip install the baked service.")
+    ] = True,
 ) -> None:
-    """Serve the example invoices API with development keys and print curl lines to try it."""
+    """Bake a service from the template, generate its control documents, and serve it."""
     from soc2kit.cli.demo import run_demo
 
-    run_demo(app_ref, host, port, out)
+    run_demo(directory, host, port, out, install=install)
 
 
 app.command("routes")(routes_command)
