@@ -116,6 +116,8 @@ def generate_controls(project: Path, package: str, service_name: str) -> str | N
             del os.environ[name]
         os.environ.update(controls_env(Path(scratch), service_name))
         sys.path.insert(0, str(project))
+        # Importing the app must not leave __pycache__ folders in the new project.
+        write_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True
         try:
             from soc2kit.cli.loader import load_object
             from soc2kit.controls.generate import collect, parse_scope, project_config, write
@@ -127,6 +129,7 @@ def generate_controls(project: Path, package: str, service_name: str) -> str | N
             first = str(exc).splitlines()[0] if str(exc) else ""
             return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
         finally:
+            sys.dont_write_bytecode = write_bytecode
             sys.path.remove(str(project))
             os.environ.clear()
             os.environ.update(saved)

@@ -63,7 +63,9 @@ def test_new_bakes_from_the_installed_copy(unpacked: Path, tmp_path: Path) -> No
     }
     # One interpreter: where the template was found, then `soc2kit new` itself.
     script = (
-        "import sys; from soc2kit.cli.new import find_template; print(find_template()); "
+        # flush: the hooks write to the same stdout, and a pipe buffers this print.
+        "import sys; from soc2kit.cli.new import find_template; "
+        "print(find_template(), flush=True); "
         "from soc2kit.cli.main import main; main(sys.argv[1:])"
     )
     result = subprocess.run(

@@ -78,7 +78,9 @@ def prepare(target: Path, console: Console, *, install: bool = True) -> Path:
     if install:
         console.print(f"Installing {target.name} into {sys.prefix} ...", markup=False)
         done = subprocess.run(  # noqa: S603 - this interpreter's pip, fixed arguments
-            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "-e", str(target)],
+            # Not editable: an editable hatchling install puts the project folder on
+            # sys.path, and its top-level `tests` package would shadow other projects'.
+            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", str(target)],
             capture_output=True,
             text=True,
             check=False,

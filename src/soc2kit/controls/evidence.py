@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
 
+from soc2kit.authn.apikeys import MAX_LIFETIME as API_KEY_MAX_LIFETIME
 from soc2kit.controls.probe import ProbeResponse, call
 from soc2kit.crypto.keyring import GLOBAL_SCOPE
 from soc2kit.errors import ConfigurationError
@@ -152,6 +153,10 @@ def collect_identity(inputs: Inputs) -> EvidenceItem:
         "algorithms": algorithms,
         "signing_keys": source,
         "required_claims": ["iss", "aud", "exp", "sub"],
+        # soc2kit requires an expiry but does not cap a token's lifetime: the identity
+        # provider sets it. API keys are capped at creation.
+        "token_lifetime": "exp required; the lifetime is the identity provider's",
+        "api_key_max_lifetime_days": API_KEY_MAX_LIFETIME.days,
         "leeway_seconds": s.jwt_leeway_seconds,
         "max_token_bytes": s.jwt_max_bytes,
         "required_typ": s.require_typ,
@@ -192,9 +197,13 @@ def collect_identity(inputs: Inputs) -> EvidenceItem:
             ("audience", str(s.oidc_audience or "unset")),
             ("allowed algorithms", ", ".join(algorithms)),
             ("signing keys", source),
+            ("token lifetime", "exp required (the identity provider sets the lifetime)"),
             ("clock leeway", f"{s.jwt_leeway_seconds} s"),
             ("maximum token size", f"{s.jwt_max_bytes} bytes"),
-            ("API keys stored", "hashed (HMAC with a pepper), with an expiry"),
+            (
+                "API keys stored",
+                f"hashed (HMAC with a pepper), expiring within {API_KEY_MAX_LIFETIME.days} days",
+            ),
             ("API key pepper configured", _yn(s.api_key_pepper is not None)),
         ],
         observations=[
