@@ -30,6 +30,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from soc2kit.audit.checkpoints import Anchor, Checkpoint, Signer, parse_body
 from soc2kit.audit.merkle import Frontier, leaf_hash
+from soc2kit.db.bulk import insert_rows
 from soc2kit.db.schema import audit_checkpoints, audit_state
 
 log = logging.getLogger("soc2kit.audit.sealer")
@@ -39,12 +40,20 @@ _INBOX_SELECT = (
     "SELECT id, event_id, occurred_at, event_type, action, outcome, actor_id, request_id, "
     "resource_type, resource_id, event FROM soc2kit_audit_inbox ORDER BY id LIMIT ?"
 )
-_EVENT_INSERT = (
-    "INSERT INTO soc2kit_audit_events (seq, event_id, occurred_at, event_type, action, "
-    "outcome, actor_id, request_id, resource_type, resource_id, event, sealed_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_EVENT_COLUMNS = (
+    "seq",
+    "event_id",
+    "occurred_at",
+    "event_type",
+    "action",
+    "outcome",
+    "actor_id",
+    "request_id",
+    "resource_type",
+    "resource_id",
+    "event",
+    "sealed_at",
 )
-_TREE_INSERT = "INSERT INTO soc2kit_audit_tree (level, idx, hash) VALUES (?, ?, ?)"
 
 
 def _sql(conn: Connection, statement: str) -> str:
@@ -116,8 +125,8 @@ class Sealer:
                 nodes.append((0, size + offset, leaf))
                 frontier.append(leaf, nodes)
                 events.append((size + offset + 1, *tuple(row)[1:], sealed_at))
-            conn.exec_driver_sql(_sql(conn, _EVENT_INSERT), events)
-            conn.exec_driver_sql(_sql(conn, _TREE_INSERT), nodes)
+            insert_rows(conn, "soc2kit_audit_events", _EVENT_COLUMNS, events)
+            insert_rows(conn, "soc2kit_audit_tree", ("level", "idx", "hash"), nodes)
             _delete_inbox(conn, [row.id for row in rows])
             root = frontier.root()
             moved = conn.execute(

@@ -14,11 +14,12 @@ import logging
 import queue
 import threading
 import time
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy.engine import Connection, Engine
 
 from soc2kit.audit.events import AuditEvent
+from soc2kit.db.bulk import insert_rows
 from soc2kit.errors import AuditWriteError
 
 log = logging.getLogger("soc2kit.audit.sink")
@@ -199,7 +200,10 @@ class SqlAuditSink:
 
     def _write(self, batch: list[tuple[AuditEvent, str]]) -> None:
         with self._engine.begin() as conn:
-            _insert_many(conn, batch)
+            if conn.dialect.name == "sqlite":
+                _insert_many(conn, batch)
+            else:  # this thread's own transaction: COPY where the driver has it
+                insert_rows(conn, "soc2kit_audit_inbox", _INBOX_COLUMNS, _rows(batch, False))
 
 
 _INSERT_SQLITE = (
@@ -216,7 +220,25 @@ def _insert_many(conn: Connection, batch: list[tuple[AuditEvent, str]]) -> None:
     the insert itself on this hot path; the SQL is the same INSERT.
     """
     sqlite = conn.dialect.name == "sqlite"
-    rows = [
+    conn.exec_driver_sql(_INSERT_SQLITE if sqlite else _INSERT_PSYCOPG, _rows(batch, sqlite))
+
+
+_INBOX_COLUMNS = (
+    "event_id",
+    "occurred_at",
+    "event_type",
+    "action",
+    "outcome",
+    "actor_id",
+    "request_id",
+    "resource_type",
+    "resource_id",
+    "event",
+)
+
+
+def _rows(batch: list[tuple[AuditEvent, str]], sqlite: bool) -> list[tuple[Any, ...]]:
+    return [
         (
             e.event_id,
             # SQLAlchemy's SQLite DATETIME storage format, so Core reads it back.
@@ -232,4 +254,3 @@ def _insert_many(conn: Connection, batch: list[tuple[AuditEvent, str]]) -> None:
         )
         for e, payload in batch
     ]
-    conn.exec_driver_sql(_INSERT_SQLITE if sqlite else _INSERT_PSYCOPG, rows)
