@@ -19,3 +19,15 @@ def test_missing_app_error_names_the_config_table(
     error = capsys.readouterr().err
     assert error.startswith("error: --app module:attribute is required"), error
     assert "[tool.soc2kit] app" in error, error
+
+
+def test_help_names_the_config_table(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COLUMNS", "250")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["controls", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "(default: [tool.soc2kit] app)" in out, out
+    assert "default: [tool.soc2kit] trust_criteria" in out, out

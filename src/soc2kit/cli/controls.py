@@ -24,7 +24,7 @@ def controls(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the documents.")],
     app_ref: Annotated[
         str | None,
-        typer.Option("--app", help="module:attribute (default: [tool.soc2kit] app)."),
+        typer.Option("--app", help="module:attribute (default: \\[tool.soc2kit] app)."),
     ] = None,
     check: Annotated[
         bool, typer.Option("--check", help="Exit 1 when the documents in --out are stale.")
@@ -40,7 +40,7 @@ def controls(
         typer.Option(
             "--criteria",
             help="Optional trust categories in scope (availability, confidentiality, "
-            "processing-integrity, privacy); default: [tool.soc2kit] trust_criteria.",
+            "processing-integrity, privacy); default: \\[tool.soc2kit] trust_criteria.",
         ),
     ] = None,
     period_days: Annotated[
