@@ -24,6 +24,12 @@ import pytest
 import yaml
 from cookiecutter.exceptions import FailedHookException
 from cookiecutter.main import cookiecutter
+from tests.controls.controls_helpers import (
+    assert_complete,
+    assert_no_claims,
+    assert_oscal,
+    assert_self_contained,
+)
 from tests.template.bake_helpers import REPO, bake, cookiecutter_config, unrendered
 
 FACTORS: dict[str, tuple[Any, ...]] = {
@@ -172,6 +178,12 @@ def check_hook_outputs(project: Path) -> None:
             assert (controls / name).is_file(), name
         assert (controls / "evidence").is_dir()
         assert not list(project.rglob("*.db"))  # generated on a throwaway database
+        # The documents themselves: every criterion with its scope, valid OSCAL, no claims.
+        config = tomllib.loads((project / "pyproject.toml").read_text("utf-8"))
+        assert_complete(controls, tuple(config["tool"]["soc2kit"]["trust_criteria"]))
+        assert_oscal(controls)
+        assert_no_claims(controls)
+        assert_self_contained((controls / "controls.html").read_text("utf-8"))
 
 
 def check_container(project: Path) -> None:
