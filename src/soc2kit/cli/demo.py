@@ -9,6 +9,7 @@ keys. The printed curl lines exercise an allowed and a denied role.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -111,6 +112,12 @@ def load_app(target: Path) -> Any:
     return load_object(f"{PACKAGE}.app:app")
 
 
+def _soc2kit_command() -> str:
+    """This Python's ``soc2kit`` script (``make demo`` does not put .venv/bin on PATH)."""
+    script = Path(sys.executable).with_name("soc2kit")
+    return shlex.quote(str(script)) if script.is_file() else "soc2kit"
+
+
 def run_demo(target: Path, host: str, port: int, console: Console, *, install: bool) -> None:
     import uvicorn
 
@@ -140,6 +147,8 @@ def run_demo(target: Path, host: str, port: int, console: Console, *, install: b
         console.print(command, soft_wrap=True, highlight=False, markup=False)
         console.print()
     console.print("# every request above is sealed in the audit log; check it:", markup=False)
-    console.print(f"cd {service} && soc2kit audit verify\n", soft_wrap=True, markup=False)
+    console.print(
+        f"cd {service} && {_soc2kit_command()} audit verify\n", soft_wrap=True, markup=False
+    )
     console.print("Every request above is in the audit table soc2kit_audit_events. Ctrl-C stops.\n")
     uvicorn.run(app, host=host, port=port, log_level="warning")
