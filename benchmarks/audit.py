@@ -34,7 +34,6 @@ import logging
 import os
 import platform
 import pstats
-import re
 import shlex
 import sqlite3
 import statistics
@@ -51,6 +50,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from bench_report import write_section
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
@@ -1045,19 +1045,6 @@ def render(r: Report) -> str:
     return "\n".join(out)
 
 
-def write_section(path: Path, text: str) -> None:
-    start, end = "<!-- audit:start -->", "<!-- audit:end -->"
-    current = path.read_text() if path.exists() else "# Performance\n"
-    block = f"{start}\n{text}{end}"
-    if start in current:
-        current = re.sub(
-            re.escape(start) + ".*?" + re.escape(end), lambda _: block, current, flags=re.S
-        )
-    else:
-        current = current.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(current)
-
-
 def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -1122,7 +1109,7 @@ def main() -> None:
     text = render(report)
     print(text)
     if args.write:
-        write_section(args.write, text)
+        write_section(args.write, "audit", text)
 
 
 if __name__ == "__main__":

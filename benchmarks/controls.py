@@ -42,7 +42,6 @@ import importlib.util
 import inspect
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -57,10 +56,11 @@ from typing import Any
 
 # The report helpers shared with the audit benchmark (machine note, command line,
 # "median (min to max)", PASS/MISS); run as a script, benchmarks/ is on sys.path.
+from bench_report import write_section
+
 from audit import command_line, load, machine, spread, verdict, version
 
 REPO = Path(__file__).resolve().parent.parent
-START, END = "<!-- controls:start -->", "<!-- controls:end -->"
 CONTROLS_TARGET = 5.0  # seconds, `soc2kit controls` for an app with 500 routes
 BAKE_TARGET = 2.0  # seconds, baking the template
 MODULE = "bench_controls_app"
@@ -611,18 +611,6 @@ def render(
     return "\n".join(out)
 
 
-def write_section(path: Path, text: str) -> None:
-    current = path.read_text() if path.exists() else "# Performance\n"
-    block = f"{START}\n{text}{END}"
-    if START in current:
-        current = re.sub(
-            re.escape(START) + ".*?" + re.escape(END), lambda _: block, current, flags=re.S
-        )
-    else:
-        current = current.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(current)
-
-
 def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -660,7 +648,7 @@ def main() -> None:
     text = render(controls, bakes, args, load_before, (time.perf_counter() - began) / 60)
     print(text)
     if args.write:
-        write_section(args.write, text)
+        write_section(args.write, "controls", text)
         progress(f"wrote {args.write}")
 
 

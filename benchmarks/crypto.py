@@ -26,7 +26,6 @@ import importlib.metadata
 import logging
 import os
 import platform
-import re
 import shlex
 import sqlite3
 import statistics
@@ -42,6 +41,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from bench_report import write_section
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from fastapi import FastAPI
 from sqlalchemy.dialects import sqlite as sqlite_dialect
@@ -558,19 +558,6 @@ def render(r: Report) -> str:
     return "\n".join(out)
 
 
-def write_section(path: Path, text: str) -> None:
-    start, end = "<!-- crypto:start -->", "<!-- crypto:end -->"
-    current = path.read_text() if path.exists() else "# Performance\n"
-    block = f"{start}\n{text}{end}"
-    if start in current:
-        current = re.sub(
-            re.escape(start) + ".*?" + re.escape(end), lambda _: block, current, flags=re.S
-        )
-    else:
-        current = current.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(current)
-
-
 def progress(message: str) -> None:
     """A progress line on stderr."""
     print(message, file=sys.stderr, flush=True)
@@ -664,7 +651,7 @@ def main() -> None:
     text = render(report)
     print(text)
     if args.write:
-        write_section(args.write, text)
+        write_section(args.write, "crypto", text)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ import importlib.metadata
 import logging
 import os
 import platform
-import re
 import statistics
 import sys
 import tempfile
@@ -42,6 +41,7 @@ from typing import Any
 import casbin
 import sqlalchemy as sa
 from authlib.jose import JsonWebKey, JsonWebToken
+from bench_report import write_section
 from casbin.model import Model
 from fastapi import Depends, FastAPI, HTTPException, Request
 from joserfc import jwt as jose_jwt
@@ -360,19 +360,6 @@ def render(results: list[dict[str, Any]], command: str, requests: int, repeats: 
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, text: str) -> None:
-    start, end = "<!-- request_authz:start -->", "<!-- request_authz:end -->"
-    current = path.read_text() if path.exists() else "# Performance\n"
-    block = f"{start}\n{text}{end}"
-    if start in current:
-        current = re.sub(
-            re.escape(start) + ".*?" + re.escape(end), lambda _: block, current, flags=re.S
-        )
-    else:
-        current = current.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(current)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, a few seconds")
@@ -385,7 +372,7 @@ def main() -> None:
             " --quick" if args.quick else ""
         )
         command += f" --write {args.write}"
-        write_section(args.write, render(results, command, requests, repeats))
+        write_section(args.write, "request_authz", render(results, command, requests, repeats))
         print(f"wrote {args.write}", file=sys.stderr)
 
 

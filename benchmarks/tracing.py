@@ -31,7 +31,6 @@ import asyncio
 import gc
 import os
 import platform
-import re
 import shlex
 import statistics
 import sys
@@ -43,6 +42,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from bench_report import write_section
 from fastapi import FastAPI
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
@@ -53,8 +53,6 @@ from starlette.types import ASGIApp, Message, Scope
 import soc2kit
 from soc2kit.tracing import TracingMiddleware, build_tracer_provider
 
-START = "<!-- tracing:start -->"
-END = "<!-- tracing:end -->"
 TARGET = 1 / 3  # soc2kit's added cost at most a third of the instrumentation's
 PATH = "/hello"
 HOST = b"testserver"
@@ -306,18 +304,6 @@ def section(result: Result, args: argparse.Namespace, argv: list[str], load_befo
     return "\n".join(out)
 
 
-def write_section(path: Path, text: str) -> None:
-    current = path.read_text() if path.exists() else "# Performance\n"
-    block = f"{START}\n{text}{END}"
-    if START in current:
-        current = re.sub(
-            re.escape(START) + ".*?" + re.escape(END), lambda _: block, current, flags=re.S
-        )
-    else:
-        current = current.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(current)
-
-
 # main -----------------------------------------------------------------------
 def build_variants() -> tuple[list[Variant], list[TracerProvider]]:
     exporter = InMemorySpanExporter()
@@ -386,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     text = section(result, args, argv, load_before)
     print(text)
     if args.write:
-        write_section(args.write, text)
+        write_section(args.write, "tracing", text)
         print(f"wrote {args.write}", file=sys.stderr)
     return 0
 
