@@ -108,7 +108,7 @@ def export_bundle(
             for row in conn.execute(query):
                 seq = int(row.seq)
                 jsonl.write(json.dumps({"seq": seq, "event": row.event}) + "\n")
-                writer.writerow([_cell(getattr(row, c)) for c in _CSV_COLUMNS])
+                writer.writerow([csv_cell(getattr(row, c)) for c in _CSV_COLUMNS])
                 if latest is not None and seq <= int(latest.size):
                     proof = inclusion_proof(seq - 1, int(latest.size), node)
                     proofs.write(
@@ -174,9 +174,19 @@ def verify_bundle(out: Path, verifier: NoteVerifier) -> list[str]:
     return problems
 
 
-def _cell(value: Any) -> str:
+def csv_cell(value: Any) -> str:
+    """A value as a CSV cell an auditor can open in a spreadsheet safely.
+
+    A leading = + - @ (or tab, carriage return) makes spreadsheets evaluate the
+    cell (OWASP CSV injection): it is neutralised with a quote. Dicts and lists
+    become compact JSON.
+    """
     if value is None:
         return ""
-    text = value.isoformat() if isinstance(value, datetime) else str(value)
-    # A leading = + - @ makes spreadsheets evaluate the cell: neutralise it.
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+    if isinstance(value, datetime):
+        text = value.isoformat()
+    elif isinstance(value, dict | list):
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    else:
+        text = str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text

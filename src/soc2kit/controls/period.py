@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from soc2kit.audit.checkpoints import Anchor, NoteVerifier
+from soc2kit.audit.export import csv_cell
 from soc2kit.audit.verify import verify_log
 from soc2kit.db.schema import audit_checkpoints, audit_events
 
@@ -156,16 +157,6 @@ COLUMNS = (
 )
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, dict | list):
-        return json.dumps(value, sort_keys=True, separators=(",", ":"))
-    text = str(value)
-    # A spreadsheet would run a leading =, +, - or @ as a formula.
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
 def _approved_by(event: dict[str, Any]) -> Any:
     extra = event.get("extra") or {}
     if isinstance(extra, dict) and extra.get("approved_by"):
@@ -180,7 +171,7 @@ def _approved_by(event: dict[str, Any]) -> Any:
 
 def _row(seq: int, event: dict[str, Any]) -> list[str]:
     values = {**event, "seq": seq, "approved_by": _approved_by(event)}
-    return [_cell(values.get(c)) for c in COLUMNS]
+    return [csv_cell(values.get(c)) for c in COLUMNS]
 
 
 def _sha256(data: bytes) -> str:
