@@ -11,9 +11,12 @@ from soc2kit.db import create_engine
 from soc2kit.db.bulk import insert_rows
 
 
-def test_rows_arrive_intact_and_a_duplicate_is_an_integrity_error(database_url: str) -> None:
+@pytest.mark.parametrize("copy", [True, False], ids=["copy", "insert"])
+def test_rows_arrive_intact_and_a_duplicate_is_an_integrity_error(
+    database_url: str, copy: bool
+) -> None:
     engine = create_engine(database_url)
-    table = "soc2kit_test_bulk"
+    table = f"soc2kit_test_bulk_{int(copy)}"
     meta = sa.MetaData()
     t = sa.Table(
         table,
@@ -32,7 +35,7 @@ def test_rows_arrive_intact_and_a_duplicate_is_an_integrity_error(database_url: 
         awkward = 'tab\there, newline\nhere, backslash \\ quote " comma , é ∑'
         rows = [(i, stamp, awkward if i == 1 else None, bytes([0, i, 255])) for i in range(1, 4)]
         with engine.begin() as conn:
-            insert_rows(conn, table, ("id", "at", "text", "blob"), rows)
+            insert_rows(conn, table, ("id", "at", "text", "blob"), rows, copy=copy)
             insert_rows(conn, table, ("id",), [])  # nothing to do
         with engine.connect() as conn:
             got = conn.execute(sa.select(t).order_by(t.c.id)).all()
@@ -42,7 +45,7 @@ def test_rows_arrive_intact_and_a_duplicate_is_an_integrity_error(database_url: 
         assert got[0].at.replace(tzinfo=UTC) == at
 
         with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
-            insert_rows(conn, table, ("id", "text"), [(4, "new"), (2, "duplicate")])
+            insert_rows(conn, table, ("id", "text"), [(4, "new"), (2, "duplicate")], copy=copy)
         with engine.connect() as conn:  # the failed batch left nothing behind
             assert conn.execute(sa.select(sa.func.count()).select_from(t)).scalar() == 3
     finally:

@@ -200,27 +200,19 @@ class SqlAuditSink:
 
     def _write(self, batch: list[tuple[AuditEvent, str]]) -> None:
         with self._engine.begin() as conn:
-            if conn.dialect.name == "sqlite":
-                _insert_many(conn, batch)
-            else:  # this thread's own transaction: COPY where the driver has it
-                insert_rows(conn, "soc2kit_audit_inbox", _INBOX_COLUMNS, _rows(batch, False))
+            _insert_many(conn, batch, copy=True)  # this thread's own transaction
 
 
-_INSERT_SQLITE = (
-    "INSERT INTO soc2kit_audit_inbox (event_id, occurred_at, event_type, action, outcome, "
-    "actor_id, request_id, resource_type, resource_id, event) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_INSERT_PSYCOPG = _INSERT_SQLITE.replace("?", "%s")
+def _insert_many(
+    conn: Connection, batch: list[tuple[AuditEvent, str]], *, copy: bool = False
+) -> None:
+    """The batch as one driver-level executemany, or COPY where ``copy`` allows it.
 
-
-def _insert_many(conn: Connection, batch: list[tuple[AuditEvent, str]]) -> None:
-    """One driver-level executemany for the batch.
-
-    Hand-built because Core's per-row bind processing cost about as much as
-    the insert itself on this hot path; the SQL is the same INSERT.
+    Driver-level because Core's per-row bind processing cost about as much as
+    the insert itself on this hot path.
     """
     sqlite = conn.dialect.name == "sqlite"
-    conn.exec_driver_sql(_INSERT_SQLITE if sqlite else _INSERT_PSYCOPG, _rows(batch, sqlite))
+    insert_rows(conn, "soc2kit_audit_inbox", _INBOX_COLUMNS, _rows(batch, sqlite), copy=copy)
 
 
 _INBOX_COLUMNS = (

@@ -13,6 +13,7 @@ never inside a caller's business transaction.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -20,15 +21,22 @@ from sqlalchemy.exc import DBAPIError
 
 
 def insert_rows(
-    conn: Connection, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    conn: Connection,
+    table: str,
+    columns: tuple[str, ...],
+    rows: Sequence[Sequence[Any]],
+    *,
+    copy: bool = True,
 ) -> None:
     """Insert ``rows`` into ``table`` in the connection's current transaction.
 
-    ``table`` and ``columns`` are soc2kit's own identifiers (constants), never input.
+    ``copy=False`` forces a plain INSERT (a caller's business transaction, where
+    statement hooks must see it). ``table`` and ``columns`` are soc2kit's own
+    identifiers (constants), never input.
     """
     if not rows:
         return
-    if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
+    if copy and conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
         import psycopg
         from psycopg import sql
 
@@ -37,9 +45,9 @@ def insert_rows(
         )
         raw: Any = conn.connection.driver_connection
         try:
-            with raw.cursor() as cursor, cursor.copy(statement) as copy:
+            with raw.cursor() as cursor, cursor.copy(statement) as writer:
                 for row in rows:
-                    copy.write_row(row)
+                    writer.write_row(row)
         except psycopg.Error as exc:
             # As SQLAlchemy would have raised it (IntegrityError, OperationalError, ...),
             # so callers' `except SQLAlchemyError` still applies; no row values in it.
@@ -48,8 +56,12 @@ def insert_rows(
             ) from None
         return
     marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    conn.exec_driver_sql(
+    conn.exec_driver_sql(_insert_sql(table, columns, marker), list(rows))
+
+
+@cache
+def _insert_sql(table: str, columns: tuple[str, ...], marker: str) -> str:
+    return (
         f"INSERT INTO {table} ({', '.join(columns)}) "  # noqa: S608 - constant identifiers
-        f"VALUES ({', '.join([marker] * len(columns))})",
-        list(rows),
+        f"VALUES ({', '.join([marker] * len(columns))})"
     )
