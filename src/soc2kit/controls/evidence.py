@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 
@@ -377,14 +378,13 @@ async def collect_http(inputs: Inputs) -> EvidenceItem:
         await probe(
             "plain HTTP POST", "POST", missing_path, lambda r: r.status == 403, scheme="http"
         )
-    preflight = await probe(
+    await probe(
         "CORS preflight from a foreign origin",
         "OPTIONS",
         missing_path,
         lambda r: "access-control-allow-origin" not in r.headers,
         headers={"origin": "https://probe.invalid", "access-control-request-method": "POST"},
     )
-    del preflight
     await probe(
         "oversized request body",
         "POST",
@@ -786,12 +786,9 @@ def collect_monitoring(inputs: Inputs, routes: EvidenceItem) -> EvidenceItem:
     probes = sorted(p for p in ("/healthz", "/readyz") if p in paths)
     checks = sorted(inputs.kit.readiness())
     otlp = None
-    if s.otlp_endpoint:
-        otlp = (
-            s.otlp_endpoint.split("://", 1)[0]
-            + "://"
-            + s.otlp_endpoint.split("://", 1)[-1].split("/", 1)[0].rsplit("@", 1)[-1]
-        )
+    if s.otlp_endpoint:  # scheme and host only: a URL may carry credentials or a token
+        url = urlsplit(s.otlp_endpoint)
+        otlp = f"{url.scheme}://{url.hostname}" + (f":{url.port}" if url.port else "")
     facts = {
         "health_routes": probes,
         "readiness_checks": checks,
@@ -929,16 +926,17 @@ def collect_tests(inputs: Inputs) -> EvidenceItem:
         for key in totals:
             totals[key] += int(suite.get(key, "0") or 0)
     failed = totals["failures"] + totals["errors"]
+    digest = _sha256_file(path)
     return EvidenceItem(
         id="tests",
         title="Automated test results",
         method="TEST",
-        source=f"JUnit XML {path.name} (sha256 {_sha256_file(path)[:16]}...)",
+        source=f"JUnit XML {path.name} (sha256 {digest[:16]}...)",
         result="fail" if failed or not totals["tests"] else "pass",
         summary="test results attached",
         observations=[(k, str(v)) for k, v in totals.items()],
         facts={"attached": True},
-        observed={**totals, "sha256": _sha256_file(path)},
+        observed={**totals, "sha256": digest},
     )
 
 
@@ -958,15 +956,10 @@ def collect_dependency_scan(inputs: Inputs) -> EvidenceItem:
     except (ValueError, OSError) as exc:
         raise ConfigurationError(f"--pip-audit {path} is not pip-audit JSON ({exc})") from None
     # `pip-audit --format json` writes {"dependencies": [...]}; older versions a bare list.
-    deps = (
-        data
-        if isinstance(data, list)
-        else data.get("dependencies")
-        if isinstance(data, dict)
-        else None
-    )
+    deps = data.get("dependencies") if isinstance(data, dict) else data
     if not isinstance(deps, list) or not all(isinstance(d, dict) for d in deps):
         raise ConfigurationError(f"--pip-audit {path} is not pip-audit JSON (no dependency list)")
+    digest = _sha256_file(path)
     findings = [
         {
             "package": d.get("name"),
@@ -981,7 +974,7 @@ def collect_dependency_scan(inputs: Inputs) -> EvidenceItem:
         id="dependency-scan",
         title="Dependency vulnerability scan",
         method="TEST",
-        source=f"pip-audit JSON {path.name} (sha256 {_sha256_file(path)[:16]}...)",
+        source=f"pip-audit JSON {path.name} (sha256 {digest[:16]}...)",
         result="fail" if findings else "pass",
         summary="pip-audit results attached",
         observations=[
@@ -993,7 +986,7 @@ def collect_dependency_scan(inputs: Inputs) -> EvidenceItem:
         observed={
             "dependencies": len(deps),
             "vulnerabilities": findings,
-            "sha256": _sha256_file(path),
+            "sha256": digest,
         },
     )
 
