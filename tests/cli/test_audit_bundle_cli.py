@@ -1,4 +1,5 @@
-"""`soc2kit audit verify` leaves a record of its run; `audit verify-bundle` checks exports."""
+"""`soc2kit audit verify --record` leaves a record of its run; `audit verify-bundle` checks
+exports."""
 
 from __future__ import annotations
 
@@ -31,12 +32,14 @@ def _verify_events(log: Seeded) -> list[dict[str, object]]:
 def test_each_verify_run_is_recorded_with_its_result(tmp_path: Path) -> None:
     byte, _ = key_whose_base64_has(plus=False)
     log = seed(tmp_path, key_byte=byte)
-    assert audit(log, "verify").returncode == 0
+    assert audit(log, "verify").returncode == 0  # read-only by default: nothing recorded
+    assert _verify_events(log) == []
+    assert audit(log, "verify", "--record").returncode == 0
     first = _verify_events(log)
     assert len(first) == 1
     assert first[0]["outcome"] == "success" and first[0]["extra"]["verify_status"] == "pass"
     # The recorded run is itself sealed and checkpointed: the next verify still passes.
-    again = audit(log, "verify")
+    again = audit(log, "verify", "--record")
     assert again.returncode == 0, again.stdout
     assert len(_verify_events(log)) == 2
 
@@ -44,7 +47,7 @@ def test_each_verify_run_is_recorded_with_its_result(tmp_path: Path) -> None:
     assert len(_verify_events(log)) == 2
 
     tamper(log, "modify")
-    failed = audit(log, "verify")
+    failed = audit(log, "verify", "--record")
     assert failed.returncode == 1
     runs = _verify_events(log)
     assert runs[-1]["outcome"] == "failure"
@@ -83,3 +86,19 @@ def test_verify_bundle_accepts_an_export_and_refuses_an_edit_or_another_key(
         result = audit(log, *bad)
         assert result.returncode != 0
         assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_run_that_cannot_be_recorded_is_incomplete(tmp_path: Path) -> None:
+    byte, _ = key_whose_base64_has(plus=False)
+    log = seed(tmp_path, key_byte=byte)
+    # An auditor's host: the verifier key out of band, no signing key to seal with.
+    del log.env["SOC2KIT_AUDIT_SIGNING_KEY"]
+    log.env["SOC2KIT_ENVIRONMENT"] = "production"
+    args = ("verify", "--vkey", log.vkey, "--anchor", str(log.anchor_dir))
+    plain = audit(log, *args)
+    assert plain.returncode == 0, plain.stdout + plain.stderr  # read-only check: fine
+    recorded = audit(log, *args, "--record")
+    assert recorded.returncode == 2, recorded.stdout + recorded.stderr
+    assert recorded.stdout.splitlines()[-1].split()[:2] == ["RESULT", "PASS"]
+    assert "could not be recorded" in recorded.stderr and "Traceback" not in recorded.stderr
+    assert _verify_events(log) == []

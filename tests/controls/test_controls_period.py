@@ -160,7 +160,7 @@ def test_period_evidence_holds_every_population(
     engine = create_engine(database_url)
     try:
         before_verify = len(sealed(engine))
-        verify = run_cli("audit", "verify", cwd=tmp_path, env=log.env)
+        verify = run_cli("audit", "verify", "--record", cwd=tmp_path, env=log.env)
         assert verify.returncode == 0, shown(verify)
         out = tmp_path / "period"
         result = run_cli(*period_args(out, database_url), cwd=tmp_path, env=log.env)
@@ -297,7 +297,7 @@ def test_a_tampered_log_shows_verify_fail(
     finally:
         engine.dispose()
 
-    verify = run_cli("audit", "verify", cwd=tmp_path, env=log.env)
+    verify = run_cli("audit", "verify", "--record", cwd=tmp_path, env=log.env)
     assert verify.returncode == 1, shown(verify)
     assert "first failure at seq 4" in verify.stdout
     out = tmp_path / "period"
@@ -321,7 +321,7 @@ def test_a_tampered_log_shows_verify_fail(
     assert json.loads(run["extra"])["first_failure"] == 4
 
 
-def test_audit_verify_no_record_adds_nothing(
+def test_audit_verify_without_record_adds_nothing(
     ctl_settings: Callable[..., soc2kit.Settings], tmp_path: Path
 ) -> None:
     log = make_log(ctl_settings, tmp_path, f"sqlite:///{tmp_path / 'app.db'}")
@@ -339,10 +339,11 @@ def test_audit_verify_no_record_adds_nothing(
 
     try:
         before = counts()
-        result = run_cli("audit", "verify", "--no-record", cwd=tmp_path, env=log.env)
-        assert result.returncode == 0, shown(result)
-        assert result.stdout.splitlines()[-1].split()[:2] == ["RESULT", "PASS"]
-        assert counts() == before
+        for flags in ((), ("--no-record",)):  # the default is read-only
+            result = run_cli("audit", "verify", *flags, cwd=tmp_path, env=log.env)
+            assert result.returncode == 0, shown(result)
+            assert result.stdout.splitlines()[-1].split()[:2] == ["RESULT", "PASS"]
+            assert counts() == before
     finally:
         engine.dispose()
 

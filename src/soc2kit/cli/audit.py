@@ -43,10 +43,11 @@ def verify(
         bool,
         typer.Option(
             "--record/--no-record",
-            help="Append this run and its result to the log (the evidence of a scheduled "
-            "verify); --no-record for a read-only check.",
+            help="Append this run and its result to the log as an audit.verify event (for "
+            "the scheduled run, where the service's settings and signing key are); exit 2 "
+            "if it cannot be recorded. Off by default: verifying needs read access only.",
         ),
-    ] = True,
+    ] = False,
 ) -> None:
     """Recompute every leaf, root, signature and anchor; exit 0, 1 (tampered) or 2 (stale)."""
     from soc2kit.audit.checkpoints import Anchor, DirectoryAnchor, NoteVerifier
