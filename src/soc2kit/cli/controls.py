@@ -6,7 +6,6 @@ documents differ in substance, so CI fails when they drift from the code.
 
 from __future__ import annotations
 
-import logging
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,8 +15,6 @@ import typer
 from rich.console import Console
 
 from soc2kit.errors import ConfigurationError
-
-log = logging.getLogger("soc2kit.cli")
 
 
 def controls(
@@ -85,8 +82,6 @@ def controls(
         if failing:
             out.print(f"evidence with findings: {', '.join(failing)}", markup=False)
         return
-    if not out_dir.is_dir():
-        raise ConfigurationError(f"{out_dir} does not exist: generate it first (without --check)")
     with tempfile.TemporaryDirectory(prefix="soc2kit-controls-") as tmp:
         write(report, Path(tmp))
         problems = compare(out_dir, Path(tmp))

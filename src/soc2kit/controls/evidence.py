@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import platform
 import subprocess
 import xml.etree.ElementTree as ET
@@ -35,7 +34,6 @@ from soc2kit.http import headers as security_headers
 if TYPE_CHECKING:
     from soc2kit.kit import Kit
 
-log = logging.getLogger("soc2kit.controls")
 
 Result = Literal["pass", "warn", "fail", "not-implemented", "not-collected"]
 Method = Literal["EXAMINE", "TEST"]
